@@ -1,0 +1,1 @@
+"""tongdai.transport."""
