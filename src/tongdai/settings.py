@@ -155,7 +155,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
     class _FromFile(Settings):
         @classmethod
-        def settings_customise_sources(  # type: ignore[override]
+        def settings_customise_sources(
             cls, settings_cls: Any, init_settings: Any, env_settings: Any,
             dotenv_settings: Any, file_secret_settings: Any,
         ) -> tuple[Any, ...]:

@@ -395,8 +395,8 @@ def make_response(
     if status == 100 and "timestamp" in req.headers:
         items.append(("timestamp", req.headers.get("timestamp") or ""))
     h = Headers(items)
-    for k, v in headers or ():
-        h.add(k, v)
+    for name, value in headers or ():
+        h.add(name, value)
     if content_type:
         h.set("content-type", content_type)
     return Response(status=status, reason=reason or reason_phrase(status), headers=h, body=body)

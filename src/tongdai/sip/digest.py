@@ -1,0 +1,257 @@
+"""HTTP Digest authentication for SIP (RFC 3261 §22, RFC 7616, RFC 8760).
+
+Server side: stateless nonces (a timestamp, randomness and an HMAC over both, so any
+process holding the secret can check them), ``stale=true`` once a nonce is older than
+its lifetime, and a bounded memory of nonce counts so an old ``nc`` is refused.
+Client side: answering a carrier's 401/407 with a trunk's credentials.
+
+Randomness is passed in (``entropy``) so the module stays free of I/O and clocks.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import Enum
+
+ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
+
+
+def h(algorithm: str, data: str) -> str:
+    return ALGORITHMS[algorithm](data.encode("utf-8")).hexdigest()
+
+
+def ha1(algorithm: str, username: str, realm: str, password: str) -> str:
+    """H(username:realm:password), what a registrar stores instead of the password."""
+    return h(algorithm, f"{username}:{realm}:{password}")
+
+
+def parse_params(value: str) -> tuple[str, dict[str, str]]:
+    """Split ``Digest a=b, c="d"`` into ("digest", {a: b, c: d}); keys lower-cased."""
+    value = value.strip()
+    scheme, _, rest = value.partition(" ")
+    params: dict[str, str] = {}
+    i, n = 0, len(rest)
+    while i < n:
+        while i < n and rest[i] in " \t,":
+            i += 1
+        eq = rest.find("=", i)
+        if eq < 0:
+            break
+        key = rest[i:eq].strip().lower()
+        i = eq + 1
+        while i < n and rest[i] in " \t":
+            i += 1
+        if i < n and rest[i] == '"':
+            i += 1
+            buf: list[str] = []
+            while i < n and rest[i] != '"':
+                if rest[i] == "\\" and i + 1 < n:
+                    i += 1
+                buf.append(rest[i])
+                i += 1
+            i += 1
+            params[key] = "".join(buf)
+        else:
+            end = rest.find(",", i)
+            end = n if end < 0 else end
+            params[key] = rest[i:end].strip()
+            i = end
+    return scheme.lower(), params
+
+
+def _quote(v: str) -> str:
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def response_digest(
+    algorithm: str, ha1_hex: str, nonce: str, method: str, uri: str,
+    qop: str | None, nc: str, cnonce: str,
+) -> str:
+    """RFC 7616 §3.4.1 ``response`` for qop=auth (or RFC 2069 without qop)."""
+    ha2 = h(algorithm, f"{method}:{uri}")
+    if qop:
+        return h(algorithm, f"{ha1_hex}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
+    return h(algorithm, f"{ha1_hex}:{nonce}:{ha2}")
+
+
+class Verdict(Enum):
+    OK = "ok"
+    STALE = "stale"  # right credentials, expired nonce: challenge again with stale=true
+    FAILED = "failed"  # wrong password, unknown user, forged nonce, replayed nc
+    MALFORMED = "malformed"  # not a Digest header we can read: answer 400
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What an Authorization header claims, before verification."""
+
+    username: str
+    realm: str
+    nonce: str
+    uri: str
+    response: str
+    algorithm: str
+    qop: str | None
+    nc: str
+    cnonce: str
+    opaque: str
+
+    @classmethod
+    def parse(cls, value: str) -> Credentials | None:
+        scheme, p = parse_params(value)
+        if scheme != "digest":
+            return None
+        try:
+            alg = p.get("algorithm", "MD5").upper()
+            if alg not in ALGORITHMS:
+                return None
+            qop = p.get("qop") or None
+            if qop is not None and qop.lower() != "auth":
+                return None
+            return cls(
+                username=p["username"], realm=p["realm"], nonce=p["nonce"], uri=p["uri"],
+                response=p["response"].lower(), algorithm=alg, qop=qop,
+                nc=p.get("nc", ""), cnonce=p.get("cnonce", ""), opaque=p.get("opaque", ""),
+            )
+        except KeyError:
+            return None
+
+
+class DigestServer:
+    """Issues challenges and verifies answers for one realm."""
+
+    _NONCE_LEN = 8 + 8 + 16
+
+    def __init__(
+        self, *, realm: str, secret: bytes, nonce_lifetime: float = 300.0,
+        algorithms: tuple[str, ...] = ("MD5", "SHA-256"), nc_memory: int = 100_000,
+    ) -> None:
+        for a in algorithms:
+            if a not in ALGORITHMS:
+                raise ValueError(f"unknown digest algorithm {a}")
+        self.realm = realm
+        self.algorithms = algorithms
+        self._secret = secret
+        self._lifetime = nonce_lifetime
+        # nonce -> highest nc seen (RFC 7616 §3.4.5 replay protection), LRU-bounded.
+        self._nc_seen: OrderedDict[str, int] = OrderedDict()
+        self._nc_memory = nc_memory
+
+    def make_nonce(self, now: float, entropy: bytes) -> str:
+        head = struct.pack(">d", now) + entropy[:8].ljust(8, b"\0")
+        mac = hmac.new(self._secret, head, hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(head + mac).decode("ascii").rstrip("=")
+
+    def _nonce_time(self, nonce: str) -> float | None:
+        try:
+            raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
+        except (ValueError, TypeError):
+            return None
+        if len(raw) != self._NONCE_LEN:
+            return None
+        head, mac = raw[:16], raw[16:]
+        good = hmac.new(self._secret, head, hashlib.sha256).digest()[:16]
+        if not hmac.compare_digest(mac, good):
+            return None
+        (ts,) = struct.unpack(">d", head[:8])
+        return float(ts)
+
+    def challenges(self, now: float, entropy: bytes, *, stale: bool = False) -> list[str]:
+        """WWW-Authenticate / Proxy-Authenticate values, one per algorithm (RFC 8760 §2.4)."""
+        nonce = self.make_nonce(now, entropy)
+        tail = ", stale=true" if stale else ""
+        return [
+            f'Digest realm={_quote(self.realm)}, nonce="{nonce}", algorithm={alg}, '
+            f'qop="auth"{tail}'
+            for alg in self.algorithms
+        ]
+
+    def verify(
+        self, creds: Credentials, method: str, ha1_hex: str | None, now: float
+    ) -> Verdict:
+        """Check ``creds`` for ``method``; ``ha1_hex`` is None for an unknown user.
+
+        An unknown user still costs a digest computation so timing does not reveal
+        which usernames exist.
+        """
+        if creds.realm != self.realm:
+            return Verdict.FAILED
+        issued = self._nonce_time(creds.nonce)
+        if issued is None or issued > now + 5:
+            return Verdict.FAILED
+        expected = response_digest(
+            creds.algorithm, ha1_hex or "0" * 64, creds.nonce, method, creds.uri,
+            creds.qop, creds.nc, creds.cnonce,
+        )
+        good = hmac.compare_digest(expected, creds.response) and ha1_hex is not None
+        if not good:
+            return Verdict.FAILED
+        if now - issued > self._lifetime:
+            return Verdict.STALE
+        if creds.qop:
+            try:
+                nc = int(creds.nc, 16)
+            except ValueError:
+                return Verdict.FAILED
+            last = self._nc_seen.get(creds.nonce)
+            if last is not None and nc <= last:
+                return Verdict.FAILED
+            self._nc_seen[creds.nonce] = nc
+            self._nc_seen.move_to_end(creds.nonce)
+            if len(self._nc_seen) > self._nc_memory:
+                self._nc_seen.popitem(last=False)
+        return Verdict.OK
+
+
+def authorization(
+    challenge: str, *, method: str, uri: str, username: str, password: str,
+    nc: int = 1, cnonce: str,
+) -> str | None:
+    """The Authorization value answering a 401/407 ``challenge`` (client side).
+
+    Returns None when the challenge is not a Digest one we can answer.
+    """
+    scheme, p = parse_params(challenge)
+    if scheme != "digest" or "nonce" not in p:
+        return None
+    alg = p.get("algorithm", "MD5").upper()
+    if alg not in ALGORITHMS:
+        return None
+    realm = p.get("realm", "")
+    qops = [q.strip().lower() for q in p.get("qop", "").split(",") if q.strip()]
+    qop = "auth" if "auth" in qops else None
+    if qops and qop is None:
+        return None
+    ncs = f"{nc:08x}"
+    resp = response_digest(
+        alg, ha1(alg, username, realm, password), p["nonce"], method, uri, qop, ncs, cnonce
+    )
+    parts = [
+        f"username={_quote(username)}", f"realm={_quote(realm)}",
+        f"nonce={_quote(p['nonce'])}", f"uri={_quote(uri)}", f'response="{resp}"',
+        f"algorithm={alg}",
+    ]
+    if qop:
+        parts += [f"qop={qop}", f"nc={ncs}", f"cnonce={_quote(cnonce)}"]
+    if "opaque" in p:
+        parts.append(f"opaque={_quote(p['opaque'])}")
+    return "Digest " + ", ".join(parts)
+
+
+def pick_challenge(values: list[str]) -> str | None:
+    """The strongest challenge we support among several (RFC 8760 §2.4)."""
+    best: tuple[int, str] | None = None
+    rank = {"SHA-256": 2, "MD5": 1}
+    for v in values:
+        scheme, p = parse_params(v)
+        if scheme != "digest":
+            continue
+        r = rank.get(p.get("algorithm", "MD5").upper(), 0)
+        if r and (best is None or r > best[0]):
+            best = (r, v)
+    return best[1] if best else None
