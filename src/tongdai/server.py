@@ -1,0 +1,220 @@
+"""The composition root: the only place where tongdai's objects are wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from tongdai import __version__
+from tongdai.api.app import create_api
+from tongdai.bus import InProcessBus
+from tongdai.demo import demo_text, ensure_demo
+from tongdai.media.relay import RelayEngine
+from tongdai.media.serve import recording_routes
+from tongdai.media.urls import RecordingSigner, load_or_create_secret
+from tongdai.pbx.calls import CallService
+from tongdai.pbx.directory import DeviceDirectory
+from tongdai.pbx.location import Location
+from tongdai.pbx.registrar import Registrar
+from tongdai.pbx.router import SipRouter
+from tongdai.pbx.throttle import FailureThrottle
+from tongdai.settings import Settings
+from tongdai.sip.digest import DigestServer
+from tongdai.sip.endpoint import Endpoint
+from tongdai.store.protocol import Store
+from tongdai.store.sql import open_store
+from tongdai.transport.shell import SipShell
+
+log = logging.getLogger("tongdai")
+
+USER_AGENT = f"tongdai/{__version__}"
+
+
+def _secret(data_dir: Path, name: str) -> bytes:
+    """A 32-byte server secret kept in the data dir (mode 0600), made on first use."""
+    d = data_dir / "secrets"
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / name
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        key = secrets.token_bytes(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+        return key
+
+
+@dataclass
+class Pbx:
+    """A running tongdai: what tests and the CLI need to reach."""
+
+    settings: Settings
+    store: Store
+    bus: InProcessBus
+    shell: SipShell
+    location: Location
+    registrar: Registrar
+    calls: CallService
+    media: RelayEngine
+    http: uvicorn.Server | None = None
+
+    @property
+    def sip_port(self) -> int:
+        return self.shell.port
+
+    def http_port(self) -> int:
+        if self.http is not None and self.http.servers:
+            for sock in self.http.servers[0].sockets:
+                return int(sock.getsockname()[1])
+        return self.settings.http_port
+
+
+async def build(settings: Settings) -> Pbx:
+    """Open storage and bind SIP and media; HTTP is served by ``serve``."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = await open_store(settings.db_url)
+    bus = InProcessBus()
+    wall: Callable[[], float] = time.time
+    endpoint = Endpoint(host=settings.sip_host, port=settings.sip_port, user_agent=USER_AGENT)
+    shell = SipShell(endpoint=endpoint, host=settings.sip_host, port=settings.sip_port)
+    location = Location(store=store, bus=bus, wall_clock=wall)
+    directory = DeviceDirectory(store=store)
+    digest = DigestServer(
+        realm=settings.domain, secret=_secret(settings.data_dir, "sip-nonce.key"),
+        nonce_lifetime=settings.nonce_lifetime,
+    )
+    throttle = FailureThrottle(
+        limit=settings.auth_fail_limit, window=settings.auth_fail_window,
+        block=settings.auth_block_seconds,
+    )
+    registrar = Registrar(
+        settings=settings, directory=directory, location=location, digest=digest,
+        throttle=throttle, respond=shell.send_response, wall_clock=wall,
+    )
+    router = SipRouter(registrar=registrar, shell=shell, user_agent=USER_AGENT)
+    media = RelayEngine(
+        host=settings.sip_host, port_range=settings.rtp_port_range,
+        recordings_dir=settings.recordings_dir,
+    )
+    calls = CallService(
+        settings=settings, store=store, bus=bus, shell=shell, location=location,
+        directory=directory, digest=digest, media=media, wall_clock=wall,
+    )
+    router.calls = calls
+    shell.set_user(router)
+    await location.restore()
+    await shell.start()
+    # With port 0 the OS picked the SIP port: tell the endpoint so Via/Contact are right.
+    endpoint.port = shell.port
+    calls.set_local_port(shell.port)
+    await media.start()
+    await location.start()
+    await calls.start()
+    return Pbx(settings=settings, store=store, bus=bus, shell=shell, location=location,
+               registrar=registrar, calls=calls, media=media)
+
+
+def http_app(pbx: Pbx) -> object:
+    s = pbx.settings
+    signer = RecordingSigner(
+        load_or_create_secret(s.data_dir), s.base_url, s.recording_url_ttl
+    )
+    return create_api(
+        settings=s, store=pbx.store, bus=pbx.bus, calls=pbx.calls, recordings=signer,
+        extra_routes=recording_routes(signer, s.recordings_dir),
+    )
+
+
+async def shutdown(pbx: Pbx) -> None:
+    await pbx.calls.stop()
+    await pbx.location.stop()
+    await pbx.shell.stop()
+    await pbx.media.stop()
+    await pbx.store.close()
+
+
+async def serve(
+    settings: Settings, *, demo: bool = False, on_ready: Callable[[Pbx], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    pbx = await build(settings)
+    info = await ensure_demo(pbx.store, settings) if demo else None
+    config = uvicorn.Config(
+        http_app(pbx), host=settings.http_host, port=settings.http_port,  # type: ignore[arg-type]
+        log_level="warning", lifespan="on", ws_ping_interval=settings.ws_ping_interval,
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    pbx.http = server
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    http_task = asyncio.create_task(server.serve(), name="http")
+    try:
+        while not server.started:
+            if http_task.done():
+                await http_task
+                raise SystemExit(1)
+            await asyncio.sleep(0.02)
+        _print_banner(pbx, info)
+        if on_ready is not None:
+            on_ready(pbx)
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, http_task}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(http_task, 10)
+        await shutdown(pbx)
+        print("tongdai stopped", flush=True)
+
+
+def _print_banner(pbx: Pbx, info: dict[str, object] | None) -> None:
+    s = pbx.settings
+    lines = [
+        f"tongdai {__version__} is running",
+        f"  SIP       udp+tcp {s.sip_host}:{pbx.sip_port}  (domain/realm {s.domain})",
+        f"  Open API  http://{s.http_host}:{pbx.http_port()}  (docs: /docs)",
+        f"  RTP       {s.sip_host} ports {s.rtp_ports}",
+        f"  data      {s.data_dir.resolve()}  ({'PostgreSQL' if 'postgresql' in s.db_url else 'SQLite'})",
+        "  stop with Ctrl-C",
+    ]
+    print("\n".join(lines), flush=True)
+    if info is not None:
+        print(demo_text(info, s), flush=True)
+
+
+def main(settings: Settings, *, demo: bool = False) -> int:
+    logging.basicConfig(
+        level=settings.log_level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        import uvloop
+
+        runner: Callable[..., object] = uvloop.run
+    except ImportError:  # uvloop is optional; asyncio's loop works, slower
+        runner = asyncio.run
+    try:
+        runner(serve(settings, demo=demo))
+    except OSError as exc:
+        print(f"tongdai: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
