@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from tongdai.media.engine import MediaSession
 from tongdai.pbx.cdr import Outcome
@@ -18,7 +18,7 @@ from tongdai.store.records import DeviceRec
 class Leg:
     """One side of a call. ``uas`` is True when the far end sent us the INVITE."""
 
-    name: str  # "a" (caller side, or the agent's device in click-to-call) | "b"
+    name: Literal["a", "b"]  # "a": caller side (the agent in click-to-call); "b": callee
     peer: Peer
     uas: bool
     invite: Request | None = None

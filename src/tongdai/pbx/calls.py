@@ -245,6 +245,10 @@ class CallService:
                 call.devices = [target.device.sip_user]
             else:
                 call.callee = number_party(dialled)
+        elif not self.location.known_source(peer.transport, peer.host, peer.port):
+            # Neither a trunk nor a registered device: scanners and strangers (§26.3.2.2).
+            self.shell.send_response(txn, make_response(req, 403, to_tag="x" + os.urandom(4).hex()))
+            return
         else:
             dev = await self._authenticate(req, peer, txn, now)
             if dev is None:

@@ -32,6 +32,8 @@ class Location:
         self.flush_interval = flush_interval
         self._bindings: dict[str, dict[str, Registration]] = {}
         self._apps: dict[str, str] = {}  # sip_user -> app_id, for events
+        # (transport, host, port) a device registered from -> that device
+        self._sources: dict[tuple[str, str, int], str] = {}
         self._dirty: dict[tuple[str, str], Registration | None] = {}
         self._task: asyncio.Task[None] | None = None
         self._pending_events: list[Event] = []
@@ -49,6 +51,16 @@ class Location:
     def is_registered(self, sip_user: str) -> bool:
         now = self.wall()
         return any(r.expires_at > now for r in self._bindings.get(sip_user, {}).values())
+
+    def known_source(self, transport: str, host: str, port: int) -> bool:
+        """Whether a device with a live binding registered from this address."""
+        user = self._sources.get((transport, host, port))
+        if user is None:
+            return False
+        return any(
+            r.source_host == host and r.source_port == port and r.transport == transport
+            for r in self.bindings(user)
+        )
 
     def count(self) -> int:
         return sum(len(b) for b in self._bindings.values())
@@ -74,6 +86,7 @@ class Location:
         for reg in set_:
             current[reg.contact] = reg
             self._dirty[(sip_user, reg.contact)] = reg
+            self._sources[(reg.transport, reg.source_host, reg.source_port)] = sip_user
         if current:
             self._bindings[sip_user] = current
         else:
@@ -114,6 +127,7 @@ class Location:
         regs = await self.store.load_registrations(now)
         for r in regs:
             self._bindings.setdefault(r.sip_user, {})[r.contact] = r
+            self._sources[(r.transport, r.source_host, r.source_port)] = r.sip_user
         for sip_user in self._bindings:
             dev = await self.store.get_device(sip_user)
             if dev is not None:
@@ -157,6 +171,11 @@ class Location:
             for c in current:
                 if c not in alive:
                     self._dirty[(sip_user, c)] = None
+            for r in current.values():
+                if r.contact not in alive:
+                    key = (r.transport, r.source_host, r.source_port)
+                    if self._sources.get(key) == sip_user:
+                        del self._sources[key]
             if alive:
                 self._bindings[sip_user] = alive
             else:
