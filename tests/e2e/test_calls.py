@@ -1,0 +1,238 @@
+"""Calls through the B2BUA with real peers: baresip devices and SIPp as the carrier."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.audiocheck import dominant_hz, rms
+from tests.e2e.baresip_ctl import Baresip
+from tests.e2e.conftest import Phones, Server, free_port, make_server, scenario, wait_until
+
+pytestmark = pytest.mark.e2e
+
+DID = "02873019555"
+
+
+class Pbx:
+    def __init__(self, server: Server, tmp: Path) -> None:
+        self.server = server
+        self.tmp = tmp
+        app = server.cli("app", "create", "calls")
+        self.app_id: str = app["app_id"]
+        self.carrier_port = free_port()
+        for user, ext in (("alice", "101"), ("bob", "102")):
+            server.cli("device", "add", "--app", self.app_id, user, "--password",
+                       f"{user}-pw", "--extension", ext)
+        server.cli("trunk", "add", "--app", self.app_id, "carrier", "--host", "127.0.0.1",
+                   "--port", str(self.carrier_port), "--username", "trunkuser",
+                   "--password", "trunkpass")
+        server.cli("did", "add", "--app", self.app_id, DID, "--device", "alice")
+
+    def cdrs(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.server.cli("cdr", "list", "--app", self.app_id)
+        return result
+
+    def wait_cdr(self, count: int, timeout: float = 20.0) -> dict[str, Any]:
+        rows = wait_until(lambda: (r := self.cdrs()) and len(r) >= count and r, timeout)
+        return dict(rows[0])
+
+    def carrier(self, scen: str, *extra: str, audio: Path | None = None,
+                ring_ms: int = 500) -> subprocess.Popen[bytes]:
+        src = Path(scenario(scen)).read_text()
+        src = src.replace("@RING_MS@", str(ring_ms))
+        if audio is not None:
+            src = src.replace("@AUDIO@", str(audio))
+        path = self.tmp / f"carrier-{time.monotonic_ns()}.xml"
+        path.write_text(src)
+        return subprocess.Popen(
+            ["sipp", "-sf", str(path), "-i", "127.0.0.1", "-p", str(self.carrier_port),
+             "-mp", str(free_port()), "-m", "1", "-timeout", "60", "-nostdin", *extra],
+            cwd=self.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+
+    def phone(self, phones: Phones, user: str, tone: str = "tone440") -> Baresip:
+        p = phones.start(f"{user}-{time.monotonic_ns()}", tone)
+        p.add_account(user, f"{user}-pw", self.server.sip)
+        p.ctl.wait_event("REGISTER_OK", 10)
+        return p
+
+
+@pytest.fixture(scope="module")
+def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
+    tmp = tmp_path_factory.mktemp("calls")
+    server = make_server(tmp, ring_timeout="4", media_timeout="4")
+    server.start()
+    try:
+        yield Pbx(server, tmp)
+    finally:
+        server.stop()
+
+
+def _finish(p: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    try:
+        return p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        raise
+
+
+def test_internal_call_with_audio(pbx: Pbx, phones: Phones) -> None:
+    before = len(pbx.cdrs())
+    a = pbx.phone(phones, "alice", "tone440")
+    b = pbx.phone(phones, "bob", "tone1000")
+    a.ctl.cmd("dial", f"sip:102@{pbx.server.sip}")
+    a.ctl.wait_event("CALL_ESTABLISHED", 10)
+    b.ctl.wait_event("CALL_ESTABLISHED", 10)
+    time.sleep(3)
+    a.ctl.cmd("hangup")
+    b.ctl.wait_event("CALL_CLOSED", 10)
+    cdr = pbx.wait_cdr(before + 1)
+    assert cdr["class"] == "one_one"
+    assert cdr["direction"] == "from_ab"
+    assert cdr["status_detail"] == "SUCCESS"
+    assert cdr["caller"] == {"number": "101", "type": "user", "username": "alice"}
+    assert cdr["callee"] == {"number": "102", "type": "user", "username": "bob"}
+    assert cdr["did_number"] is None
+    assert 2 <= cdr["billing_seconds"] <= 5
+    assert cdr["duration_seconds"] >= cdr["billing_seconds"]
+    assert cdr["recording"].startswith("call_recording_")
+    # media went end to end through the relay: each side heard the other's tone
+    a.stop()
+    b.stop()
+    heard_b = b.received_wavs()
+    heard_a = a.received_wavs()
+    assert heard_b and heard_a
+    assert rms(heard_b[-1]) > 0.05
+    assert abs(dominant_hz(heard_b[-1]) - 440) < 30
+    assert abs(dominant_hz(heard_a[-1]) - 1000) < 30
+
+
+def test_outbound_answered(pbx: Pbx, phones: Phones, audio: dict[str, Path]) -> None:
+    before = len(pbx.cdrs())
+    carrier = pbx.carrier("uas_answer.xml", audio=audio["tone1000_pcmu"])
+    a = pbx.phone(phones, "alice")
+    a.ctl.cmd("dial", f"sip:0901234567@{pbx.server.sip}")
+    a.ctl.wait_event("CALL_ESTABLISHED", 10)
+    time.sleep(2)
+    a.ctl.cmd("hangup")
+    assert _finish(carrier) == 0
+    cdr = pbx.wait_cdr(before + 1)
+    assert cdr["class"] == "trunking"
+    assert cdr["direction"] == "from_ab"
+    assert cdr["status_detail"] == "SUCCESS"
+    assert cdr["did_number"] is None
+    assert cdr["callee"] == {"number": "0901234567", "type": "realnumber"}
+    assert cdr["billing_seconds"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("scen", "expected"),
+    [("uas_busy.xml", "BUSY"), ("uas_503.xml", "ERROR")],
+)
+def test_outbound_rejected(pbx: Pbx, phones: Phones, scen: str, expected: str) -> None:
+    before = len(pbx.cdrs())
+    carrier = pbx.carrier(scen)
+    a = pbx.phone(phones, "alice")
+    a.ctl.cmd("dial", f"sip:0901234567@{pbx.server.sip}")
+    a.ctl.wait_event("CALL_CLOSED", 10)
+    _finish(carrier)
+    cdr = pbx.wait_cdr(before + 1)
+    assert cdr["status_detail"] == expected
+    assert cdr["billing_seconds"] == 0
+    assert cdr["recording"] == ""
+
+
+def test_outbound_caller_gives_up(pbx: Pbx, phones: Phones) -> None:
+    before = len(pbx.cdrs())
+    carrier = pbx.carrier("uas_ring_noanswer.xml")
+    a = pbx.phone(phones, "alice")
+    a.ctl.cmd("dial", f"sip:0901234567@{pbx.server.sip}")
+    a.ctl.wait_event("CALL_RINGING", 10)
+    time.sleep(0.5)
+    a.ctl.cmd("hangup")
+    assert _finish(carrier) == 0  # the carrier saw the CANCEL
+    cdr = pbx.wait_cdr(before + 1)
+    assert cdr["status_detail"] == "CANCELLED"
+
+
+def test_outbound_ring_timeout(pbx: Pbx, phones: Phones) -> None:
+    before = len(pbx.cdrs())
+    carrier = pbx.carrier("uas_ring_noanswer.xml")
+    a = pbx.phone(phones, "alice")
+    a.ctl.cmd("dial", f"sip:0901234567@{pbx.server.sip}")
+    a.ctl.wait_event("CALL_RINGING", 10)
+    a.ctl.wait_event("CALL_CLOSED", 15)  # tongdai gave up after TONGDAI_RING_TIMEOUT=4
+    assert _finish(carrier) == 0
+    cdr = pbx.wait_cdr(before + 1)
+    assert cdr["status_detail"] == "IVR"
+    assert 3 <= cdr["duration_seconds"] <= 7
+
+
+def test_carrier_challenge_answered_with_trunk_credentials(pbx: Pbx, phones: Phones) -> None:
+    before = len(pbx.cdrs())
+    carrier = pbx.carrier("uas_auth407.xml")
+    a = pbx.phone(phones, "alice")
+    a.ctl.cmd("dial", f"sip:0909876543@{pbx.server.sip}")
+    a.ctl.wait_event("CALL_ESTABLISHED", 10)
+    time.sleep(1)
+    a.ctl.cmd("hangup")
+    assert _finish(carrier) == 0
+    assert pbx.wait_cdr(before + 1)["status_detail"] == "SUCCESS"
+
+
+def test_inbound_did(pbx: Pbx, phones: Phones, audio: dict[str, Path]) -> None:
+    before = len(pbx.cdrs())
+    a = pbx.phone(phones, "alice")
+    src = Path(scenario("uac_did.xml")).read_text().replace("@AUDIO@", str(audio["tone1000_pcmu"]))
+    path = pbx.tmp / "uac_did.xml"
+    path.write_text(src)
+    carrier = subprocess.Popen(
+        ["sipp", pbx.server.sip, "-sf", str(path), "-s", DID, "-i", "127.0.0.1",
+         "-p", str(pbx.carrier_port), "-mp", str(free_port()), "-m", "1", "-d", "2000",
+         "-timeout", "30", "-nostdin"],
+        cwd=pbx.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    a.ctl.wait_event("CALL_ESTABLISHED", 10)
+    assert _finish(carrier) == 0
+    cdr = pbx.wait_cdr(before + 1)
+    assert cdr["direction"] == "to_ab"
+    assert cdr["class"] == "trunking"
+    assert cdr["did_number"] == DID
+    assert cdr["status_detail"] == "SUCCESS"
+    assert cdr["callee"]["username"] == "alice"
+    assert cdr["caller"] == {"number": "0901234567", "type": "realnumber"}
+
+
+def test_inbound_from_a_stranger_is_forbidden(pbx: Pbx) -> None:
+    src = Path(scenario("uac_forbidden.xml")).read_text().replace("@EXPECT@", "403")
+    path = pbx.tmp / "uac_forbidden.xml"
+    path.write_text(src)
+    res = subprocess.run(
+        ["sipp", pbx.server.sip, "-sf", str(path), "-s", DID, "-i", "127.0.0.1",
+         "-p", str(free_port()), "-m", "1", "-timeout", "10", "-nostdin"],
+        cwd=pbx.tmp, capture_output=True, timeout=30,
+    )
+    assert res.returncode == 0, res.stderr[-1000:]
+
+
+def test_callee_vanishes_mid_call(pbx: Pbx, phones: Phones) -> None:
+    before = len(pbx.cdrs())
+    a = pbx.phone(phones, "alice")
+    b = pbx.phone(phones, "bob")
+    a.ctl.cmd("dial", f"sip:bob@{pbx.server.sip}")
+    a.ctl.wait_event("CALL_ESTABLISHED", 10)
+    time.sleep(1)
+    os.kill(b.proc.pid, signal.SIGKILL)  # no BYE, no more RTP
+    a.ctl.wait_event("CALL_CLOSED", 20)  # TONGDAI_MEDIA_TIMEOUT=4 ended it
+    cdr = pbx.wait_cdr(before + 1)
+    assert cdr["status_detail"] == "SUCCESS"
+    assert cdr["billing_seconds"] >= 1
