@@ -1,0 +1,187 @@
+"""The Open API end to end: a real server, a baresip agent, a SIPp carrier, the websocket."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from tests.e2e.audiocheck import rms
+from tests.e2e.conftest import Phones, Server, free_port, make_server, scenario, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def sha(*parts: str) -> str:
+    return hashlib.sha256("".join(parts).encode()).hexdigest()
+
+
+class Api:
+    def __init__(self, server: Server, tmp: Path) -> None:
+        self.server = server
+        self.tmp = tmp
+        app = server.cli("app", "create", "crm")
+        self.app_id: str = app["app_id"]
+        self.secret: str = app["app_secret"]
+        self.carrier_port = free_port()
+        server.cli("device", "add", "--app", self.app_id, "agent", "--password", "agent-pw",
+                   "--extension", "201")
+        server.cli("trunk", "add", "--app", self.app_id, "carrier", "--host", "127.0.0.1",
+                   "--port", str(self.carrier_port))
+        self.http = httpx.Client(base_url=server.http, timeout=10)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"x-auth-app-id": self.app_id, "x-auth-app-hash": sha(self.app_id, self.secret)}
+
+    def token(self) -> str:
+        r = self.http.post("/oapi/v1/voice/auth_token", headers=self.headers,
+                           json={"sipUser": "agent", "sipPassword": "agent-pw"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["expire"] > time.time()
+        return str(body["value"])
+
+    def click_to_call(self, number: str) -> httpx.Response:
+        return self.http.post(f"/oapi/v1/call/click-to-call/{number}", headers=self.headers,
+                              json={"sipUser": "agent", "sipPassword": "agent-pw"})
+
+    def histories(self) -> dict[str, Any]:
+        today = time.strftime("%Y-%m-%d")
+        q = {"appId": self.app_id, "created_from": today, "created_to": today,
+             "limit": "100", "page": "1"}
+        q["hash"] = sha(self.app_id, today, today, "100", "1", self.secret)
+        r = self.http.get("/oapi/v1/call/histories", params=q)
+        assert r.status_code == 200, r.text
+        result: dict[str, Any] = r.json()
+        return result
+
+    def carrier(self, audio: Path) -> subprocess.Popen[bytes]:
+        src = Path(scenario("uas_answer.xml")).read_text()
+        src = src.replace("@RING_MS@", "300").replace("@AUDIO@", str(audio))
+        path = self.tmp / f"carrier-{time.monotonic_ns()}.xml"
+        path.write_text(src)
+        return subprocess.Popen(
+            ["sipp", "-sf", str(path), "-i", "127.0.0.1", "-p", str(self.carrier_port),
+             "-mp", str(free_port()), "-m", "1", "-timeout", "60", "-nostdin"],
+            cwd=self.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    tmp = tmp_path_factory.mktemp("api")
+    server = make_server(tmp, ring_timeout="8")
+    server.start()
+    try:
+        yield Api(server, tmp)
+    finally:
+        server.stop()
+
+
+def ws_connect(api: Api, token: str, since: int | None = None) -> ClientConnection:
+    url = f"ws://127.0.0.1:{api.server.http_port}/oapi/v1/voice/ws?token={token}"
+    if since is not None:
+        url += f"&since={since}"
+    return connect(url, open_timeout=5)
+
+
+def next_message(ws: ClientConnection, types: set[str], timeout: float = 15) -> dict[str, Any]:
+    end = time.time() + timeout
+    while True:
+        left = end - time.time()
+        if left <= 0:
+            raise TimeoutError(f"no {types}")
+        msg: dict[str, Any] = json.loads(ws.recv(timeout=left))
+        if msg.get("type") in types:
+            return msg
+
+
+def test_click_to_call_offline_device_is_400(api: Api) -> None:
+    r = api.click_to_call("0901234567")
+    assert r.status_code == 400
+    assert r.json()["code"] == "device_offline"
+
+
+def test_click_to_call_end_to_end(api: Api, phones: Phones, audio: dict[str, Path]) -> None:
+    token = api.token()
+    ws = ws_connect(api, token)
+    hello = next_message(ws, {"hello"})
+    agent = phones.start("agent", "tone440")
+    agent.add_account("agent", "agent-pw", api.server.sip)
+    agent.ctl.wait_event("REGISTER_OK", 10)
+    registered = next_message(ws, {"device.registered"})
+    assert registered["seq"] > hello["seq"]
+
+    carrier = api.carrier(audio["tone1000_pcmu"])
+    r = api.click_to_call("0901234567")
+    assert r.status_code == 200, r.text
+    call_id = r.json()["call_id"]
+    agent.ctl.wait_event("CALL_ESTABLISHED", 10)  # the agent's phone rang first and answered
+    ringing = next_message(ws, {"call.ringing"})
+    answered = next_message(ws, {"call.answered"})
+    time.sleep(3)
+    agent.ctl.cmd("hangup")
+    ended = next_message(ws, {"call.ended"})
+    assert carrier.wait(20) == 0
+    seqs = [ringing["seq"], answered["seq"], ended["seq"]]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3
+    for m in (ringing, answered, ended):
+        assert m["data"]["call_id"] == call_id
+    assert ended["data"]["status_detail"] == "SUCCESS"
+    last_seq = ended["seq"]
+    ws.close()
+
+    # the call is in the history with the seed's fields
+    hist = api.histories()
+    rec = next(r for r in hist["data"] if r["callee"]["number"] == "0901234567")
+    assert list(rec) == ["caller", "callee", "class", "did_number", "direction",
+                         "status_detail", "duration_seconds", "unix_timestamp",
+                         "billing_seconds", "recording"]
+    assert rec["caller"] == {"number": "201", "type": "user", "username": "agent"}
+    assert rec["class"] == "trunking" and rec["direction"] == "from_ab"
+    assert rec["status_detail"] == "SUCCESS" and rec["billing_seconds"] >= 2
+    media = rec["recording"]
+    assert media.startswith("call_recording_") and media.endswith(".mp3")
+
+    # the recording URL downloads a non-silent MP3
+    r = api.http.get("/oapi/v1/call/play_recording", params={
+        "appId": api.app_id, "media": media, "hash": sha(api.app_id, media, api.secret)})
+    assert r.status_code == 200, r.text
+    url = r.json()["url"]
+    mp3 = httpx.get(url, timeout=10)
+    assert mp3.status_code == 200
+    assert mp3.headers["content-type"] == "audio/mpeg"
+    path = api.tmp / media
+    path.write_bytes(mp3.content)
+    assert rms(path) > 0.02
+
+    # disconnected: another call happens; reconnecting with since= replays it
+    carrier = api.carrier(audio["tone1000_pcmu"])
+    r = api.click_to_call("0901234567")
+    assert r.status_code == 200
+    agent.ctl.wait_event("CALL_ESTABLISHED", 10)
+    time.sleep(1)
+    agent.ctl.cmd("hangup")
+    assert carrier.wait(20) == 0
+    second = r.json()["call_id"]
+    wait_until(lambda: any(h["billing_seconds"] >= 0 for h in api.histories()["data"]
+                           if h is not rec) and len(api.histories()["data"]) >= 2)
+    ws = ws_connect(api, token, since=last_seq)
+    missed = [next_message(ws, {"call.ringing"}), next_message(ws, {"call.answered"}),
+              next_message(ws, {"call.ended"})]
+    assert all(m["data"]["call_id"] == second for m in missed)
+    assert all(m["seq"] > last_seq for m in missed)
+    ws.close()
+
+    # unregistered again: offline → 400
+    agent.stop()
+    wait_until(lambda: api.click_to_call("0901234567").status_code == 400, timeout=15)
