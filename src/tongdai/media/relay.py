@@ -1,0 +1,353 @@
+"""The built-in media engine: an RTP/RTCP relay on asyncio UDP sockets.
+
+Each call gets two legs; each leg an even RTP port and the RTCP port above it, each
+port its own ``DatagramProtocol``. A packet arriving on leg a's port is sent, bytes
+untouched, out of leg b's port to leg b's device, and vice versa; RTCP likewise on
+the RTCP ports (and RTCP multiplexed on the RTP port, RFC 5761, just rides along).
+
+Symmetric RTP (RFC 4961) and latching: a leg's packets go to the address that leg's
+packets come from, so devices behind NAT get their audio; until the first packet
+arrives they go to the address in the leg's SDP. The first RTP-looking packet
+latches the source; a packet from elsewhere re-latches only if it carries a new SSRC
+(a new stream after a re-INVITE or transfer), so a stray or spoofed packet with the
+current SSRC cannot steal the stream. Packets are forwarded whatever their source.
+
+The per-packet path is a tuple comparison, a ``sendto`` and, when recording, two
+appends; nothing is parsed and no object is created beyond the datagram itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+import socket
+import time
+from array import array
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import cast
+
+from tongdai.media.engine import Leg, MediaUnavailable
+from tongdai.media.ports import PortPool
+from tongdai.media.recorder import Batch, CallRecorder
+from tongdai.rtp.packet import is_rtcp
+
+__all__ = ["RelayEngine", "RelaySession"]
+
+log = logging.getLogger("tongdai.media")
+
+_monotonic = time.monotonic
+_APP_ID = re.compile(r"[A-Za-z0-9_-]+")
+# Recording buffers per call if the recorder falls behind: 30 s of both directions.
+_MAX_BUFFERED = 3000
+
+Addr = tuple[str, int]
+
+
+class _Port(asyncio.DatagramProtocol):
+    """One UDP port of one leg: takes that leg's packets, sends it the other leg's."""
+
+    __slots__ = ("closed", "dest", "peer", "sdp", "source", "source_ssrc", "transport")
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport = cast(asyncio.DatagramTransport, None)
+        self.peer: _Port = self
+        self.dest: Addr | None = None  # where this leg's device gets its packets
+        self.sdp: Addr | None = None
+        self.source: Addr | None = None  # the latched source of this leg's packets
+        self.source_ssrc = b""
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("RTP socket error (ignored): %s", exc)
+
+    def datagram_received(self, data: bytes, addr: Addr) -> None:
+        if addr != self.source:
+            self._new_source(data, addr)
+        peer = self.peer
+        dest = peer.dest
+        if dest is not None:
+            peer.transport.sendto(data, dest)
+
+    def _new_source(self, data: bytes, addr: Addr) -> None:
+        # Latch only onto RTP/RTCP (version 2), never onto STUN or keep-alive junk.
+        # The SSRC is at octet 8 in RTP (RFC 3550 §5.1) and at octet 4 in RTCP (§6.4).
+        at = 4 if is_rtcp(data) else 8
+        if len(data) < at + 4 or data[0] >> 6 != 2:
+            return
+        ssrc = data[at : at + 4]
+        if self.source is None or ssrc != self.source_ssrc:
+            self.source, self.source_ssrc, self.dest = addr, ssrc, addr
+
+    def set_sdp(self, addr: Addr | None) -> None:
+        if addr != self.sdp:
+            # A new SDP address (re-INVITE) may mean a new device: latch afresh.
+            self.sdp, self.source, self.source_ssrc, self.dest = addr, None, b"", addr
+
+
+class _RtpPort(_Port):
+    __slots__ = ("arrivals", "last", "packets")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last = 0.0
+        self.packets: list[bytes] | None = None  # set while recording
+        self.arrivals: array[float] = array("d")
+
+    def datagram_received(self, data: bytes, addr: Addr) -> None:
+        now = _monotonic()
+        self.last = now
+        if addr != self.source:
+            self._new_source(data, addr)
+        peer = self.peer
+        dest = peer.dest
+        if dest is not None:
+            peer.transport.sendto(data, dest)
+        packets = self.packets
+        if packets is not None:
+            packets.append(data)
+            self.arrivals.append(now)
+
+    def take(self) -> tuple[list[bytes], array[float]]:
+        packets, arrivals = self.packets or [], self.arrivals
+        self.packets, self.arrivals = [], array("d")
+        return packets, arrivals
+
+
+class _Leg:
+    __slots__ = ("port", "rtcp", "rtp")
+
+    def __init__(self, port: int, rtp: _RtpPort, rtcp: _Port) -> None:
+        self.port, self.rtp, self.rtcp = port, rtp, rtcp
+
+    async def close(self) -> None:
+        for p in (self.rtp, self.rtcp):
+            p.transport.close()
+        await asyncio.gather(self.rtp.closed, self.rtcp.closed)
+
+
+class RelaySession:
+    """One call's media through the relay (implements ``MediaSession``)."""
+
+    def __init__(self, *, engine: RelayEngine, call_id: str, app_id: str, record: bool,
+                 a: _Leg, b: _Leg) -> None:
+        self.call_id = call_id
+        self.app_id = app_id
+        self.record = record
+        self._engine = engine
+        self._legs = {"a": a, "b": b}
+        a.rtp.peer, b.rtp.peer, a.rtcp.peer, b.rtcp.peer = b.rtp, a.rtp, b.rtcp, a.rtcp
+        self._created = _monotonic()
+        self._recorder: CallRecorder | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Task[str] | None = None
+        self._dropped = 0
+
+    @property
+    def last_activity(self) -> float:
+        a, b = self._legs["a"].rtp, self._legs["b"].rtp
+        return max(self._created, a.last, b.last)
+
+    @property
+    def ports(self) -> tuple[int, int]:
+        """The RTP ports of legs a and b."""
+        return self._legs["a"].port, self._legs["b"].port
+
+    def local_address(self, leg: Leg) -> tuple[str, int]:
+        return self._engine.advertise, self._legs[leg].port
+
+    def set_remote(self, leg: Leg, host: str, port: int) -> None:
+        addr = self._engine.check_remote(host, port, call_id=self.call_id, leg=leg)
+        self._legs[leg].rtp.set_sdp(addr)
+        # RFC 3605 a=rtcp could say otherwise; the call layer passes RTP only, and
+        # port + 1 is the RFC 3550 §11 default. Latching fixes it up when it is wrong.
+        self._legs[leg].rtcp.set_sdp((addr[0], addr[1] + 1) if addr else None)
+
+    def start_recording(self) -> None:
+        if not self.record or self._recorder is not None or self._closing is not None:
+            return
+        engine = self._engine
+        self._recorder = CallRecorder(
+            directory=engine.recordings_dir / self.app_id, start=_monotonic(),
+            executor=engine.executor, bitrate=engine.mp3_bitrate, call_id=self.call_id)
+        for leg in self._legs.values():
+            leg.rtp.packets, leg.rtp.arrivals = [], array("d")
+        loop = asyncio.get_running_loop()
+        # Spread the steps of calls answered together over the interval.
+        first = engine.flush_interval * (0.5 + (hash(self.call_id) % 1000) / 1000)
+        self._timer = loop.call_later(first, self._flush)
+
+    def _batch(self) -> Batch:
+        a, a_times = self._legs["a"].rtp.take()
+        b, b_times = self._legs["b"].rtp.take()
+        return a, a_times, b, b_times
+
+    def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._engine.flush_interval, self._flush)
+        recorder = self._recorder
+        if recorder is None:
+            return
+        if recorder.busy:
+            a, b = self._legs["a"].rtp, self._legs["b"].rtp
+            if a.packets is not None and b.packets is not None and \
+                    len(a.packets) + len(b.packets) > _MAX_BUFFERED:
+                if not self._dropped:
+                    log.warning("recording of call %s falls behind; dropping audio",
+                                self.call_id)
+                self._dropped += len(a.packets) + len(b.packets)
+                self._batch()
+            return
+        recorder.submit(self._batch(), _monotonic())
+
+    async def close(self) -> str:
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._close())
+        return await asyncio.shield(self._closing)
+
+    async def _close(self) -> str:
+        end = _monotonic()
+        if self._timer is not None:
+            self._timer.cancel()
+        recorder = self._recorder
+        batch = self._batch() if recorder is not None else None
+        try:
+            await asyncio.gather(*(leg.close() for leg in self._legs.values()))
+        finally:
+            self._engine.release(self)
+        if recorder is None or batch is None:
+            return ""
+        return await recorder.finish(batch, end)
+
+
+class RelayEngine:
+    """The built-in ``MediaEngine``: relays (and records) calls on ``host``.
+
+    ``advertise`` is the address to put into SDP when ``host`` is not reachable as
+    such (``0.0.0.0``, or a private address behind 1:1 NAT); it defaults to ``host``.
+    Recording steps run on one dedicated thread, so they queue behind each other
+    rather than contend with the event loop for the GIL.
+    """
+
+    def __init__(self, host: str, port_range: tuple[int, int], recordings_dir: Path, *,
+                 advertise: str | None = None, mp3_bitrate: int = 32,
+                 flush_interval: float = 1.0) -> None:
+        self.host = host
+        self.advertise = advertise or host
+        self.recordings_dir = recordings_dir
+        self.mp3_bitrate = mp3_bitrate
+        self.flush_interval = flush_interval
+        self._family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 \
+            else socket.AF_INET
+        self._pool = PortPool(*port_range)
+        self._sessions: set[RelaySession] = set()
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            raise RuntimeError("the media engine is not started: await RelayEngine.start()")
+        return self._executor
+
+    @property
+    def sessions(self) -> int:
+        return len(self._sessions)
+
+    @property
+    def free_port_pairs(self) -> int:
+        return self._pool.free
+
+    async def start(self) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="tongdai-recorder")
+
+    async def stop(self) -> None:
+        """Close every session (finishing their recordings), then the recorder thread."""
+        await asyncio.gather(*(s.close() for s in list(self._sessions)))
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            await asyncio.to_thread(executor.shutdown)
+
+    async def create_session(self, *, call_id: str, app_id: str, record: bool) -> RelaySession:
+        if not _APP_ID.fullmatch(app_id):
+            raise ValueError(f"app_id {app_id!r} must be letters, digits, '_' or '-'")
+        self.executor  # noqa: B018  (fail early, before taking ports, if not started)
+        legs: list[_Leg] = []
+        try:
+            while len(legs) < 2:
+                leg = await self._open_leg()
+                if leg is None:
+                    lo, hi = self._pool.lo, self._pool.hi
+                    log.error("RTP port range %d-%d is used up (%d calls have media): "
+                              "refusing call %s with 503; widen TONGDAI_RTP_PORTS",
+                              lo, hi, len(self._sessions), call_id)
+                    raise MediaUnavailable(f"no free RTP ports in {lo}-{hi}")
+                legs.append(leg)
+        except BaseException:
+            for leg in legs:
+                await leg.close()
+                self._pool.give_back(leg.port)
+            raise
+        session = RelaySession(engine=self, call_id=call_id, app_id=app_id, record=record,
+                               a=legs[0], b=legs[1])
+        self._sessions.add(session)
+        return session
+
+    async def _open_leg(self) -> _Leg | None:
+        loop = asyncio.get_running_loop()
+        for _ in range(self._pool.size):
+            port = self._pool.take()
+            if port is None:
+                return None
+            socks: list[socket.socket] = []
+            try:
+                for p in (port, port + 1):
+                    sock = socket.socket(self._family, socket.SOCK_DGRAM)
+                    socks.append(sock)
+                    sock.setblocking(False)
+                    sock.bind((self.host, p))
+            except OSError as exc:
+                # Someone else holds it; try it again after every other free pair.
+                for sock in socks:
+                    sock.close()
+                self._pool.give_back(port)
+                log.debug("RTP port %d unavailable: %s", port, exc)
+                continue
+            _, rtp = await loop.create_datagram_endpoint(_RtpPort, sock=socks[0])
+            _, rtcp = await loop.create_datagram_endpoint(_Port, sock=socks[1])
+            return _Leg(port, rtp, rtcp)
+        return None
+
+    def release(self, session: RelaySession) -> None:
+        """Give a closed session's ports back (called by the session)."""
+        if session in self._sessions:
+            self._sessions.discard(session)
+            for port in session.ports:
+                self._pool.give_back(port)
+
+    def check_remote(self, host: str, port: int, *, call_id: str, leg: str) -> Addr | None:
+        """The SDP address as a send-to address, or None when unusable."""
+        if port == 0:
+            return None  # RFC 3264 §6: port zero rejects (or disables) the stream
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            log.warning("call %s leg %s: SDP address %r is not an IP address; waiting "
+                        "for its RTP to learn where to send", call_id, leg, host)
+            return None
+        if ip.is_unspecified:
+            return None  # RFC 3264 §8.4: c=0.0.0.0 is the old way to put a call on hold
+        if (ip.version == 6) != (self._family == socket.AF_INET6) or not 0 < port < 65535:
+            log.warning("call %s leg %s: cannot send RTP to %s port %d from %s", call_id,
+                        leg, host, port, self.host)
+            return None
+        return str(ip), port
