@@ -1,0 +1,160 @@
+"""Shared helpers of the SIP benchmarks: a tongdai server process, SIPp runs, CPU use."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            t.bind(("127.0.0.1", 0))
+            port = int(t.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds consumed so far by process ``pid``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+@dataclass
+class Tongdai:
+    data_dir: Path
+    env: dict[str, str]
+    sip_port: int
+    proc: subprocess.Popen[str] | None = None
+
+    @classmethod
+    def create(cls, **settings: str) -> Tongdai:
+        data = Path(tempfile.mkdtemp(prefix="tongdai-bench-"))
+        sip_port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TONGDAI_")}
+        env.update({
+            "TONGDAI_DATA_DIR": str(data),
+            "TONGDAI_SIP_PORT": str(sip_port),
+            "TONGDAI_HTTP_PORT": str(free_port()),
+            "TONGDAI_LOG_LEVEL": "warning",
+            # benchmarks hammer from one address: keep brute-force protection out of the way
+            "TONGDAI_AUTH_FAIL_LIMIT": "1000000",
+        })
+        env.update({f"TONGDAI_{k.upper()}": v for k, v in settings.items()})
+        return cls(data_dir=data, env=env, sip_port=sip_port)
+
+    def provision(self, script: str) -> None:
+        """Run an async provisioning snippet with ``store`` and ``settings`` in scope."""
+        code = (
+            "import asyncio\n"
+            "from tongdai.settings import load_settings\n"
+            "from tongdai.store.sql import open_store\n"
+            "async def main():\n"
+            "    settings = load_settings()\n"
+            "    store = await open_store(settings.db_url)\n"
+            + "".join(f"    {line}\n" for line in script.splitlines())
+            + "    await store.close()\n"
+            "asyncio.run(main())\n"
+        )
+        subprocess.run([sys.executable, "-c", code], env=self.env, check=True)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tongdai", "serve"], env=self.env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if "stop with Ctrl-C" in line:
+                return
+        raise RuntimeError("tongdai did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.proc = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+
+@dataclass
+class SippResult:
+    rate: int
+    calls: int
+    ok: int
+    failed: int
+    retrans: int
+    p50_ms: float
+    p99_ms: float
+    seconds: float
+    cpu: float  # server CPU, fraction of one core
+
+
+def run_sipp(args: list[str], *, rate: int, count: int, server_pid: int | None,
+             workdir: Path) -> SippResult:
+    """Run a SIPp scenario to completion and read its statistics and response times."""
+    for f in workdir.glob("*_rtt.csv"):
+        f.unlink()
+    stat = workdir / "stat.csv"
+    stat.unlink(missing_ok=True)
+    cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
+    t0 = time.monotonic()
+    subprocess.run(
+        ["sipp", *args, "-r", str(rate), "-m", str(count), "-nostdin", "-trace_stat",
+         "-stf", str(stat), "-trace_rtt", "-rtt_freq", "1000000", "-l", str(max(rate * 10, 100)),
+         "-timeout", "120"],
+        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300,
+    )
+    secs = time.monotonic() - t0
+    cpu = ((cpu_seconds(server_pid) - cpu0) / secs) if server_pid else 0.0
+    rows = stat.read_text().splitlines()
+    row = dict(zip(rows[0].split(";"), rows[-1].split(";"), strict=False))
+    rtts: list[float] = []
+    for f in workdir.glob("*_rtt.csv"):
+        with f.open() as fh:
+            for rec in csv.reader(fh, delimiter=";"):
+                if len(rec) >= 3 and rec[2].replace(".", "", 1).isdigit():
+                    rtts.append(float(rec[2]))
+    rtts.sort()
+
+    def pct(p: float) -> float:
+        return rtts[min(len(rtts) - 1, int(p * len(rtts)))] if rtts else float("nan")
+
+    return SippResult(
+        rate=rate, calls=count, ok=int(row.get("SuccessfulCall(C)", 0)),
+        failed=int(row.get("FailedCall(C)", 0)), retrans=int(row.get("Retransmissions(C)", 0)),
+        p50_ms=pct(0.5), p99_ms=pct(0.99), seconds=secs, cpu=cpu,
+    )
+
+
+def print_table(title: str, results: list[SippResult]) -> None:
+    print(f"\n{title}")
+    print(f"{'rate/s':>8} {'count':>7} {'ok':>7} {'failed':>7} {'retrans':>8} "
+          f"{'p50 ms':>8} {'p99 ms':>8} {'cpu':>6}")
+    for r in results:
+        print(f"{r.rate:>8} {r.calls:>7} {r.ok:>7} {r.failed:>7} {r.retrans:>8} "
+              f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.cpu:>6.0%}")
