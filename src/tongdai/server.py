@@ -10,7 +10,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +39,14 @@ from tongdai.transport.shell import SipShell
 log = logging.getLogger("tongdai")
 
 USER_AGENT = f"tongdai/{__version__}"
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handling: ``serve`` owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _secret(data_dir: Path, name: str) -> bytes:
@@ -155,8 +163,7 @@ async def serve(
         http_app(pbx), host=settings.http_host, port=settings.http_port,  # type: ignore[arg-type]
         log_level="warning", lifespan="on", ws_ping_interval=settings.ws_ping_interval,
     )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = _HttpServer(config)
     pbx.http = server
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -42,11 +42,10 @@ class _Conn(asyncio.Protocol):
             log.info("closing tcp %s:%s: %s", self.peer.host, self.peer.port, exc.reason)
             self.transport.close()
             return
-        pings = getattr(self.framer, "pings", 0)
+        pings = self.framer.take_pings()
         if pings:
             # RFC 5626 §3.5.1: answer a double-CRLF keep-alive with a single CRLF.
             self.transport.write(b"\r\n" * pings)
-            self.framer.pings = 0
         for msg in messages:
             self.listener.on_message(msg, self.peer)
 
