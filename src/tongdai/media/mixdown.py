@@ -10,9 +10,12 @@ Placement. Within one SSRC, a G.711 packet's position is its RTP timestamp (RFC 
 segment's anchor; loss and silence suppression leave gaps that stay silent, and
 reordered or duplicated packets land where they belong. A new SSRC (a re-INVITE, a
 transfer, a device restarting its stream) starts a new segment anchored by arrival
-time: the packet's audio is taken to end when it arrived. A segment whose timestamps
-drift more than ``max_skew`` from arrival time (a sender jumping its clock) is
-re-anchored the same way. Sequence numbers are not needed: G.711 timestamps already
+time: the packet's audio is taken to end when it arrived. Since audio cannot arrive
+before it was spoken, a packet that would land after its own arrival time moves the
+anchor earlier (the first packet was delayed, or the sender jumped ahead); one that
+lands more than ``max_skew`` before it restarts the segment there (the sender jumped
+back, or its clock runs slow). So both directions stay in step with the wall clock
+within network jitter. Sequence numbers are not needed: G.711 timestamps already
 say where every sample goes.
 
 Output. Samples are released ``holdback`` seconds behind the newest arrival, so
@@ -87,7 +90,7 @@ class Mixdown:
             n = hi - lo
             if n <= 0 or (pt != PT_PCMU and pt != PT_PCMA):
                 continue
-            apos = int((arrival - start) * RATE) - n
+            apos = round((arrival - start) * RATE) - n
             seg = segments.get(ssrc)
             if seg is None:
                 if len(segments) >= _MAX_SEGMENTS:
@@ -104,8 +107,15 @@ class Mixdown:
                 if d > 0:
                     seg.last_ts, seg.last_ext = ts, ext
                 pos = seg.base_pos + ext - seg.base_ext
-                if pos - apos > skew or apos - pos > skew:
-                    seg.base_ext, seg.base_pos = ext, apos
+                if pos > apos:
+                    # Audio cannot arrive before it was spoken: the anchor was set by
+                    # a delayed packet (or the sender jumped ahead). Move it earlier.
+                    seg.base_pos -= pos - apos
+                    pos = apos
+                elif apos - pos > skew:
+                    # Far behind its arrival time: a sender that jumped back or whose
+                    # clock runs slow. Start over from this packet.
+                    seg.base_ext, seg.base_pos, seg.last_ts, seg.last_ext = ext, apos, ts, ext
                     pos = apos
             self.placed += 1
             if pos == run_end and pt == run_pt:
@@ -137,11 +147,11 @@ class Mixdown:
 
     def pull(self, now: float) -> bytes:
         """Mixed PCM that can no longer change: up to ``holdback`` before ``now``."""
-        return self._emit(int((now - self.start) * RATE) - self._holdback)
+        return self._emit(round((now - self.start) * RATE) - self._holdback)
 
     def finish(self, end: float) -> bytes:
         """The rest of the mix, up to exactly ``end`` (silence where nothing arrived)."""
-        out = self._emit(int((end - self.start) * RATE))
+        out = self._emit(round((end - self.start) * RATE))
         for track in self._tracks:
             track.pcm.clear()
         return out

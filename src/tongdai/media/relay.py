@@ -27,9 +27,9 @@ import time
 from array import array
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-from tongdai.media.engine import Leg, MediaUnavailable
+from tongdai.media.engine import Leg, MediaEngine, MediaSession, MediaUnavailable
 from tongdai.media.ports import PortPool
 from tongdai.media.recorder import Batch, CallRecorder
 from tongdai.rtp.packet import is_rtcp
@@ -351,3 +351,9 @@ class RelayEngine:
                         leg, host, port, self.host)
             return None
         return str(ip), port
+
+
+if TYPE_CHECKING:
+    # mypy checks that the built-in engine fits the seam the call layer programs to.
+    def _conforms(engine: RelayEngine, session: RelaySession) -> tuple[MediaEngine, MediaSession]:
+        return engine, session
