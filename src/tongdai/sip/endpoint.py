@@ -43,6 +43,8 @@ from tongdai.sip.transaction import Input, Kind, State, TimerConfig, Transaction
 
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+_RPORT = re.compile(r";\s*rport\s*(?=;|$)", re.IGNORECASE)
+_RECEIVED = re.compile(r";\s*received\s*=[^;]*", re.IGNORECASE)
 STATS = (
     "requests", "responses", "retransmissions", "malformed_answered", "malformed_dropped",
     "stray_responses", "overloaded",
@@ -260,7 +262,8 @@ class Endpoint:
     # Receiving ---------------------------------------------------------------
 
     def _on_request(self, req: Request, peer: Peer, now: float) -> None:
-        via = self._stamp_via(req, req.top_via, peer)
+        via = req.top_via
+        dest = self._stamp_via(req, via, peer)
         num, cseq_method = req.cseq
         method = req.method
         if cseq_method != method:
@@ -276,7 +279,7 @@ class Endpoint:
             self._on_ack(req, peer, key, num, now)
             return
         if method == "CANCEL":
-            self._on_cancel(req, peer, via, key, now)
+            self._on_cancel(req, peer, dest, key, now)
             return
         txn = self._server.get(key)
         if txn is not None:
@@ -292,7 +295,7 @@ class Endpoint:
         kind = Kind.IST if method == "INVITE" else Kind.NIST
         txn = Transaction(
             key=key, kind=kind, request=req, method=method, peer=peer,
-            dest=response_peer(via, peer), wire=b"", cfg=self.cfg,
+            dest=dest, wire=b"", cfg=self.cfg,
         )
         self._server[key] = txn
         txn.start(self, now)
@@ -315,7 +318,7 @@ class Endpoint:
                 ist.step(Input.ACKED, self, now)
         self._events.append(RequestReceived(request=ack, peer=peer, txn=None))
 
-    def _on_cancel(self, req: Request, peer: Peer, via: Via, key: str, now: float) -> None:
+    def _on_cancel(self, req: Request, peer: Peer, dest: Peer, key: str, now: float) -> None:
         own = self._server.get(f"{key}|CANCEL")
         if own is not None:
             self.stats["retransmissions"] += 1
@@ -332,7 +335,7 @@ class Endpoint:
         tag = target.local_tag if target is not None and target.local_tag else self.new_tag()
         txn = Transaction(
             key=f"{key}|CANCEL", kind=Kind.NIST, request=req, method="CANCEL", peer=peer,
-            dest=response_peer(via, peer), wire=b"", cfg=self.cfg,
+            dest=dest, wire=b"", cfg=self.cfg,
         )
         self._server[txn.key] = txn
         txn.start(self, now)
@@ -360,22 +363,26 @@ class Endpoint:
             inp = Input.RESP_FINAL
         txn.step(inp, self, now, resp)
 
-    def _stamp_via(self, req: Request, via: Via, peer: Peer) -> Via:
+    def _stamp_via(self, req: Request, via: Via, peer: Peer) -> Peer:
+        """Stamp the top Via and return where responses go (RFC 3261 §18.2.2)."""
         # RFC 3261 §18.2.1: "received" when sent-by is not the source address;
         # RFC 3581 §4: an empty "rport" gets the source port, and then "received"
-        # is added even when it equals sent-by.
+        # is added even when it equals sent-by. Edited as text: this runs for
+        # nearly every request from a phone behind NAT.
         params = via.params
         rport = params.get("rport")
         if rport != "" and bare_host(via.host) == peer.host:
-            return via
-        new = dict(params)
-        new["received"] = peer.host
+            return response_peer(via, peer)
+        raw = req.headers.pop_first("via") or ""
+        if "received" in params:
+            raw = _RECEIVED.sub("", raw)
         if rport == "":
-            new["rport"] = str(peer.port)
-        stamped = Via(via.transport, via.host, via.port, new)
-        req.headers.pop_first("via")
-        req.headers.prepend("via", str(stamped))
-        return stamped
+            raw = _RPORT.sub(f";rport={peer.port}", raw, count=1)
+        req.headers.prepend("via", f"{raw};received={peer.host}")
+        if peer.reliable or rport == "":
+            return peer
+        port = int(rport) if rport and rport.isdigit() else via.port or 5060
+        return Peer(peer.transport, peer.host, port)
 
     def _malformed(
         self, exc: RemoteProtocolError, peer: Peer, req: Request | None = None,

@@ -13,7 +13,6 @@ pair a peer or a timer can produce is listed, even when its effect is nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
@@ -29,6 +28,10 @@ from tongdai.sip.peer import Peer
 
 
 class Kind(Enum):
+    # Members are singletons: hash by identity, in C, instead of Enum's Python-level
+    # hash of the name — these are dict keys on every message's path.
+    __hash__ = object.__hash__
+
     ICT = "INVITE client"
     NICT = "non-INVITE client"
     IST = "INVITE server"
@@ -36,6 +39,8 @@ class Kind(Enum):
 
 
 class State(Enum):
+    __hash__ = object.__hash__
+
     CALLING = "Calling"
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
@@ -46,6 +51,8 @@ class State(Enum):
 
 
 class Input(Enum):
+    __hash__ = object.__hash__
+
     # From the peer
     RESP_1XX = "1xx received"
     RESP_2XX = "2xx received"
@@ -77,6 +84,8 @@ class Input(Enum):
 
 class Do(Enum):
     """Effects of a transition, performed in order."""
+
+    __hash__ = object.__hash__
 
     DELIVER = 1  # ResponseReceived to the TU
     DELIVER_2XX = 2  # first 2xx from a to-tag, or its retransmission (re-ACK)
@@ -211,16 +220,23 @@ KEEP_TIMERS = {(Kind.NICT, S.PROCEEDING)}
 RETRANSMIT_TIMERS = frozenset({In.TIMER_A, In.TIMER_E, In.TIMER_G, In.TIMER_2XX})
 
 
-@dataclass(frozen=True, slots=True)
 class TimerConfig:
     """T1, T2, T4 of RFC 3261 §17.1.1.1 and Table 4 — the durations derive from them."""
 
-    t1: float = 0.5
-    t2: float = 4.0
-    t4: float = 5.0
+    __slots__ = ("_table", "t1", "t2", "t4")
+
+    def __init__(self, t1: float = 0.5, t2: float = 4.0, t4: float = 5.0) -> None:
+        self.t1, self.t2, self.t4 = t1, t2, t4
+        self._table = {
+            (timer, reliable): self._compute(timer, reliable)
+            for timer in Input if timer.name.startswith("TIMER_") for reliable in (False, True)
+        }
 
     def duration(self, timer: Input, reliable: bool) -> float | None:
         """Seconds until ``timer`` fires; ``None`` when unused on this transport (Table 4)."""
+        return self._table[(timer, reliable)]
+
+    def _compute(self, timer: Input, reliable: bool) -> float | None:
         t1 = self.t1
         if timer in RETRANSMIT_TIMERS:
             # A, E, G only over unreliable transports; §13.3.1.4 retransmits a 2xx even
@@ -321,8 +337,9 @@ class Transaction:
             return
         reliable = self.peer.reliable
         immediate: Input | None = None
+        table = self.cfg._table
         for timer in timers:
-            d = self.cfg.duration(timer, reliable)
+            d = table[(timer, reliable)]
             if d is None:
                 continue
             if d == 0.0:
