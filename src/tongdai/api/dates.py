@@ -24,12 +24,13 @@ ACCEPTED_FORMS = (
     "or unix seconds"
 )
 
-_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)
 _DATETIME = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<time>\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)"
-    r"(?P<tz>Z|z|[+\- ]\d{2}:?\d{2})?"
+    r"(?P<tz>Z|z|[+\- ]\d{2}:?\d{2})?",
+    re.ASCII,
 )
-_UNIX = re.compile(r"\d{1,12}")
+_UNIX = re.compile(r"\d{1,18}", re.ASCII)
 # Unix seconds stay below 10**11 until the year 5138; bigger is almost surely milliseconds.
 _MAX_UNIX_SECONDS = 10**11
 # A bare date as an end bound runs to the last representable instant of that day.

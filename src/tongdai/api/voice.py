@@ -21,7 +21,7 @@ from tongdai.api.schemas import AuthToken, CallStarted, Credentials
 from tongdai.pbx.protocol import DeviceOffline
 from tongdai.store import AppRec, DeviceRec, TokenRec
 
-_PHONE = re.compile(r"\+?\d{2,20}")
+_PHONE = re.compile(r"\+?\d{2,20}", re.ASCII)
 _NAME = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 _PHONE_PUNCT = str.maketrans("", "", " -.()")
 MAX_FIELD_LEN = 128

@@ -43,7 +43,7 @@ CLOSE_CODES: dict[int, str] = {
 
 # What a send or receive raises once the peer is gone.
 _GONE = (WebSocketDisconnect, OSError, RuntimeError)
-_SEQ = re.compile(r"\d{1,15}")
+_SEQ = re.compile(r"\d{1,15}", re.ASCII)
 _EPOCH = re.compile(r"[0-9a-f]{1,64}")
 MAX_TOKEN_LEN = 256
 

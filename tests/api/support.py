@@ -1,0 +1,91 @@
+"""Test doubles and helpers shared by the Open API tests."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from tongdai.pbx.protocol import DeviceOffline
+from tongdai.store import AppRec, Cdr
+
+REALM = "tongdai.test"
+
+
+def sha(*parts: str) -> str:
+    return hashlib.sha256("".join(parts).encode()).hexdigest()
+
+
+class FakeCalls:
+    """CallControl without a PBX: a set of registered devices and a log of calls started.
+
+    It refuses exactly what the real one refuses (an unregistered device).
+    """
+
+    def __init__(self) -> None:
+        self.registered: set[str] = set()
+        self.started: list[dict[str, str]] = []
+        self.offline_on_call = False  # the device unregisters between check and call
+
+    def is_registered(self, sip_user: str) -> bool:
+        return sip_user in self.registered
+
+    async def click_to_call(self, *, app_id: str, sip_user: str, number: str) -> str:
+        if sip_user not in self.registered or self.offline_on_call:
+            raise DeviceOffline(sip_user)
+        call_id = f"c2c-{len(self.started) + 1}"
+        self.started.append(
+            {"app_id": app_id, "sip_user": sip_user, "number": number, "call_id": call_id})
+        return call_id
+
+
+class StubRecordings:
+    def __init__(self, ttl: int = 900) -> None:
+        self.ttl = ttl
+        self.signed: list[tuple[str, str]] = []
+
+    def signed_url(self, app_id: str, name: str, now: float) -> tuple[str, int]:
+        self.signed.append((app_id, name))
+        exp = int(now) + self.ttl
+        return f"http://media.test/recordings/{name}?app={app_id}&exp={exp}&sig=x", exp
+
+
+@dataclass
+class Tenant:
+    app: AppRec
+    user: str
+    password: str
+
+    @property
+    def app_id(self) -> str:
+        return self.app.app_id
+
+    @property
+    def secret(self) -> str:
+        return self.app.app_secret
+
+    def headers(self, *, hash_: str | None = None) -> dict[str, str]:
+        return {"x-auth-app-id": self.app_id,
+                "x-auth-app-hash": hash_ if hash_ is not None else sha(self.app_id, self.secret)}
+
+    def creds(self) -> dict[str, str]:
+        return {"sipUser": self.user, "sipPassword": self.password}
+
+
+@dataclass
+class Tenants:
+    a: Tenant
+    b: Tenant
+
+
+def cdr(app_id: str, started_at: float, call_id: str, **kw: Any) -> Cdr:
+    fields: dict[str, Any] = {
+        "caller": {"number": "101", "type": "user", "username": "alice"},
+        "callee": {"number": "0912345678", "type": "realnumber"},
+        "klass": "trunking", "did_number": None, "direction": "from_ab",
+        "status_detail": "SUCCESS", "duration_seconds": 50,
+        "unix_timestamp": int(started_at), "billing_seconds": 43, "recording": "",
+        "started_at": started_at, "ended_at": started_at + 50,
+    }
+    fields.update(kw)
+    return Cdr(call_id=call_id, app_id=app_id, **fields)
