@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 from hypothesis import given, settings
@@ -17,7 +18,7 @@ from tongdai.sip.events import (
     TransactionTimeout,
     TransportError,
 )
-from tongdai.sip.message import Request, Response, make_response, serialize
+from tongdai.sip.message import Request, Response, make_response
 from tongdai.sip.peer import Peer
 from tongdai.sip.transaction import State
 
@@ -139,6 +140,17 @@ def test_rfc2543_requests_without_magic_cookie_are_matched_too() -> None:
                                           b"To: <sip:bob@192.0.2.2>;tag=t"), UAC, 0.3)
     assert _drain(ep) == []
     assert ep.transaction_state(ev.txn) is State.CONFIRMED
+
+
+def test_ack_before_any_final_is_absorbed() -> None:
+    ep = Endpoint(host=B_HOST, port=5060)
+    via = "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKearly"
+    ep.receive(_raw("INVITE", via), UAC, 0.0)
+    (ev,) = _drain(ep)
+    assert isinstance(ev, RequestReceived) and ev.txn is not None
+    ep.receive(_raw("ACK", via), UAC, 0.1)
+    assert _drain(ep) == [] and ep.stats["internal_errors"] == 0
+    assert ep.transaction_state(ev.txn) is State.PROCEEDING
 
 
 def test_branch_reused_for_another_method_is_refused() -> None:
@@ -322,6 +334,7 @@ def test_transactions_complete_under_20_percent_loss() -> None:
     net.advance(200)
     assert _outcomes(net, keys) == (200, 0)
     assert len(net.a) == len(net.b) == 0 and net.a.get_timer() is None
+    assert net.a.stats["internal_errors"] == net.b.stats["internal_errors"] == 0
 
 
 def test_transactions_finish_under_50_percent_loss() -> None:
@@ -366,32 +379,59 @@ def test_non_invite_either_completes_or_times_out(
     if timeouts:
         assert net.now >= 32  # Timer F, never earlier
     assert len(net.a) == len(net.b) == 0 and net.a.get_timer() is None
+    assert net.a.stats["internal_errors"] == net.b.stats["internal_errors"] == 0
 
 
 # Cost ------------------------------------------------------------------------------
 
 
+def _register_loop(ep: Endpoint, msgs: list[bytes]) -> None:
+    for i, data in enumerate(msgs):
+        ep.receive(data, UAC, i * 0.01)
+        ev = ep.next_event()
+        assert isinstance(ev, RequestReceived) and ev.txn is not None
+        ep.send_response(ev.txn, make_response(ev.request, 200), i * 0.01)
+        assert len(ep.datagrams_to_send()) == 1
+        ep.handle_timer(i * 0.01)
+
+
 def test_register_server_transaction_cost() -> None:
-    ep = Endpoint(host=B_HOST, port=5060)
     msgs = [_raw("REGISTER", f"SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKperf{i};rport")
-            for i in range(3000)]
-    ok = make_response(parse(msgs[0]), 200)  # type: ignore[arg-type]
-    wire = serialize(ok)
-    assert wire
+            for i in range(2000)]
+    # A deterministic budget: Python and C calls per transaction, parser excluded
+    # (receive → event → make_response → send_response → datagrams → timers).
+    calls = 0
+
+    def count(frame: object, event: str, arg: object) -> None:
+        nonlocal calls
+        if event in ("call", "c_call"):
+            calls += 1
+
+    ep = Endpoint(host=B_HOST, port=5060)
+    reqs = [parse(m) for m in msgs[:200]]
+    sys.setprofile(count)
+    try:
+        for i, req in enumerate(reqs):
+            assert isinstance(req, Request)
+            ep._on_request(req, UAC, i * 0.01)
+            ev = ep.next_event()
+            assert isinstance(ev, RequestReceived) and ev.txn is not None
+            ep.send_response(ev.txn, make_response(ev.request, 200), i * 0.01)
+            ep.datagrams_to_send()
+            ep.handle_timer(i * 0.01)
+    finally:
+        sys.setprofile(None)
+    assert calls / len(reqs) < 150, calls / len(reqs)
+    # And wall clock, parser included: loose, the CI cores are shared.
     best = float("inf")
     for _ in range(3):
         start = time.perf_counter()
-        for i, data in enumerate(msgs):
-            ep.receive(data, UAC, float(i))
-            ev = ep.next_event()
-            assert isinstance(ev, RequestReceived) and ev.txn is not None
-            ep.send_response(ev.txn, make_response(ev.request, 200), float(i))
-            ep.datagrams_to_send()
+        _register_loop(Endpoint(host=B_HOST, port=5060), msgs)
         best = min(best, (time.perf_counter() - start) / len(msgs))
-        ep = Endpoint(host=B_HOST, port=5060)
-    # Parse + match + event + response + serialise; generous for a shared CI core.
-    print(f"{best * 1e6:.1f} µs per REGISTER transaction")
-    assert best < 150e-6, f"{best * 1e6:.1f} µs per REGISTER transaction"
+    assert best < 300e-6, f"{best * 1e6:.1f} µs per REGISTER transaction"
+    assert len(ep) == 200
+    ep.handle_timer(2 + 32.0)  # Timer J ends them all; nothing is left behind
+    assert len(ep) == 0 and ep.get_timer() is None and not ep._heap
 
 
 def test_the_sip_package_does_no_io() -> None:

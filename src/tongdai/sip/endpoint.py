@@ -47,7 +47,7 @@ _RPORT = re.compile(r";\s*rport\s*(?=;|$)", re.IGNORECASE)
 _RECEIVED = re.compile(r";\s*received\s*=[^;]*", re.IGNORECASE)
 STATS = (
     "requests", "responses", "retransmissions", "malformed_answered", "malformed_dropped",
-    "stray_responses", "overloaded",
+    "stray_responses", "overloaded", "internal_errors",
 )
 
 
@@ -94,18 +94,23 @@ class Endpoint:
         except Exception:  # a peer's bytes must never crash the endpoint
             self.stats["malformed_dropped"] += 1
             return
-        if isinstance(msg, Request):
-            self.stats["requests"] += 1
-            try:
-                self._on_request(msg, peer, now)
-            except RemoteProtocolError as exc:
-                self._malformed(exc, peer, msg)
-        else:
-            self.stats["responses"] += 1
-            try:
-                self._on_response(msg, peer, now)
-            except RemoteProtocolError:
-                self.stats["malformed_dropped"] += 1
+        try:
+            if isinstance(msg, Request):
+                self.stats["requests"] += 1
+                try:
+                    self._on_request(msg, peer, now)
+                except RemoteProtocolError as exc:
+                    self._malformed(exc, peer, msg)
+            else:
+                self.stats["responses"] += 1
+                try:
+                    self._on_response(msg, peer, now)
+                except RemoteProtocolError:
+                    self.stats["malformed_dropped"] += 1
+        except LocalProtocolError:
+            # A state-table gap for some peer input: our bug, but a peer must not be
+            # able to turn it into an exception in the transport shell.
+            self.stats["internal_errors"] += 1
 
     def next_event(self) -> SipEvent | None:
         return self._events.popleft() if self._events else None

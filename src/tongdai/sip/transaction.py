@@ -161,6 +161,7 @@ NICT: Table = {
 # RFC 3261 Figure 7 with RFC 6026 Figure 5 (Accepted).
 IST: Table = {
     (S.PROCEEDING, In.REQUEST): (S.PROCEEDING, (D.RESEND,)),
+    (S.PROCEEDING, In.ACK): (S.PROCEEDING, ()),  # an ACK before any final: nothing to end
     (S.PROCEEDING, In.TU_1XX): (S.PROCEEDING, (D.SEND,)),
     (S.PROCEEDING, In.TU_2XX): (S.ACCEPTED, (D.SEND, D.AWAIT_ACK)),
     (S.PROCEEDING, In.TU_FINAL): (S.COMPLETED, (D.SEND,)),
