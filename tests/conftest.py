@@ -9,9 +9,10 @@ PostgreSQL cases are skipped locally, and fail when ``CI`` is set.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
@@ -34,28 +35,62 @@ async def _pg_admin() -> asyncpg.Connection:
         pytest.skip(msg)
 
 
-async def _pg_database() -> AsyncIterator[str]:
-    """A new, empty PostgreSQL database for one test; its SQLAlchemy async URL."""
+async def _create_database(template: str | None = None) -> str:
     name = f"tongdai_t_{secrets.token_hex(6)}"
     admin = await _pg_admin()
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        clause = f' TEMPLATE "{template}"' if template else ""
+        await admin.execute(f'CREATE DATABASE "{name}"{clause}')
     finally:
         await admin.close()
+    return name
+
+
+async def _drop_database(name: str) -> None:
+    admin = await _pg_admin()
     try:
-        url = make_url(PG_ADMIN_DSN).set(drivername="postgresql+asyncpg", database=name)
-        yield url.render_as_string(hide_password=False)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
-        admin = await _pg_admin()
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await admin.close()
+
+
+def _pg_url(name: str) -> str:
+    url = make_url(PG_ADMIN_DSN).set(drivername="postgresql+asyncpg", database=name)
+    return url.render_as_string(hide_password=False)
+
+
+async def _pg_database(template: str | None = None) -> AsyncIterator[str]:
+    """A new PostgreSQL database for one test (a copy of ``template`` if given);
+    yields its SQLAlchemy async URL and drops it afterwards."""
+    name = await _create_database(template)
+    try:
+        yield _pg_url(name)
+    finally:
+        await _drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def _pg_template() -> Iterator[list[str]]:
+    """Holds the name of a migrated template database, made by the first test that
+    needs it: copying it is cheaper than migrating a fresh database every time."""
+    made: list[str] = []
+    yield made
+    for name in made:
+        asyncio.run(_drop_database(name))
+
+
+async def _template(made: list[str]) -> str:
+    if not made:
+        name = await _create_database()
+        made.append(name)
+        st = await open_store(_pg_url(name))
+        await st.close()
+    return made[0]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
 async def db_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> AsyncIterator[str]:
-    """An SQLAlchemy async URL of an empty database (no schema yet)."""
+    """The SQLAlchemy async URL of a new, empty database (no schema yet)."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{os.path.join(tmp_path, 'db', 'tongdai.sqlite3')}"
         return
@@ -63,11 +98,21 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> 
         yield url
 
 
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[SqlStore]:
-    """An opened, migrated SqlStore on an empty database."""
-    st = await open_store(db_url)
-    try:
-        yield st
-    finally:
-        await st.close()
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: os.PathLike[str], _pg_template: list[str]
+) -> AsyncIterator[SqlStore]:
+    """An opened SqlStore on a new database with the current schema and no rows."""
+    if request.param == "sqlite":
+        st = await open_store(f"sqlite+aiosqlite:///{os.path.join(tmp_path, 'tongdai.sqlite3')}")
+        try:
+            yield st
+        finally:
+            await st.close()
+        return
+    async for url in _pg_database(template=await _template(_pg_template)):
+        st = await open_store(url)
+        try:
+            yield st
+        finally:
+            await st.close()
