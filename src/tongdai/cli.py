@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,38 @@ async def trunk_remove(store: SqlStore, s: Settings, a: argparse.Namespace) -> R
     return {"removed": a.name}, f"trunk {a.name} removed"
 
 
+async def registration_list(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
+    now = time.time()
+    regs = await store.load_registrations(now)
+    if a.app is not None:
+        await _need_app(store, a.app)
+        mine = {d.sip_user for d in await store.list_devices(a.app)}
+        regs = [r for r in regs if r.sip_user in mine]
+    rows = [
+        {"sip_user": r.sip_user, "contact": r.contact, "source": f"{r.source_host}:{r.source_port}",
+         "transport": r.transport, "expires_in": max(0, int(r.expires_at - now)),
+         "user_agent": r.user_agent}
+        for r in regs
+    ]
+    cols = ["sip_user", "contact", "source", "transport", "expires_in", "user_agent"]
+    return rows, _table(rows, cols, "no live registrations")
+
+
+async def cdr_list(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
+    await _need_app(store, a.app)
+    _, cdrs = await store.list_cdrs(a.app, 0, time.time() + 86400, limit=a.limit, offset=0)
+    rows = [
+        {**c.to_api(), "call_id": c.call_id, "sip_code": c.sip_code, "hangup_by": c.hangup_by}
+        for c in cdrs
+    ]
+    flat = [
+        {**r, "caller": r["caller"]["number"], "callee": r["callee"]["number"]} for r in rows
+    ]
+    cols = ["call_id", "unix_timestamp", "caller", "callee", "class", "direction",
+            "status_detail", "duration_seconds", "billing_seconds", "recording"]
+    return rows, _table(flat, cols, "no calls")
+
+
 async def db_upgrade(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
     # open_store has already migrated; report where the schema stands.
     d = {"database": _redacted(s.db_url), "revision": await store.schema_revision()}
@@ -279,6 +312,15 @@ def _parser() -> argparse.ArgumentParser:
     c = leaf(g, "remove", trunk_remove, "remove a trunk")
     c.add_argument("name")
     c.add_argument("--app", required=True, metavar="APP_ID")
+
+    g = group("registration", "live registrations (where devices can be reached)")
+    leaf(g, "list", registration_list, "list unexpired bindings").add_argument(
+        "--app", metavar="APP_ID")
+
+    g = group("cdr", "call detail records")
+    c = leaf(g, "list", cdr_list, "the newest calls of an app")
+    c.add_argument("--app", required=True, metavar="APP_ID")
+    c.add_argument("--limit", type=int, default=50, metavar="N")
 
     g = group("db", "the database")
     leaf(g, "upgrade", db_upgrade, "migrate the schema to the newest version")

@@ -77,6 +77,22 @@ class Server:
             raise AssertionError(f"tongdai {' '.join(args)} failed: {res.stderr}")
         return json.loads(res.stdout)
 
+    def add_devices(self, app_id: str, devices: list[tuple[str, str]]) -> None:
+        """Provision many devices in one process (the CLI costs a Python start-up each)."""
+        code = (
+            "import asyncio, json, sys\n"
+            "from tongdai.settings import load_settings\n"
+            "from tongdai.store.sql import open_store\n"
+            "async def main():\n"
+            "    s = load_settings(); st = await open_store(s.db_url)\n"
+            "    for user, pw in json.load(sys.stdin):\n"
+            f"        await st.add_device({app_id!r}, user, pw, realm=s.domain)\n"
+            "    await st.close()\n"
+            "asyncio.run(main())\n"
+        )
+        subprocess.run([sys.executable, "-c", code], env=self.env, check=True, timeout=120,
+                       input=json.dumps(devices), text=True)
+
     def start(self) -> None:
         self.output = []
         self.proc = subprocess.Popen(
@@ -104,6 +120,9 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.log()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         self.proc = None
 
     def log(self) -> str:

@@ -15,9 +15,9 @@ pytestmark = pytest.mark.e2e
 def _provision(server: Server, n: int) -> tuple[str, Path]:
     app = server.cli("app", "create", "load")
     lines = ["SEQUENTIAL"]
-    for i in range(n):
-        user, pw = f"dev{i:04d}", f"pw-{i:04d}-secret"
-        server.cli("device", "add", "--app", app["app_id"], user, "--password", pw)
+    devices = [(f"dev{i:04d}", f"pw-{i:04d}-secret") for i in range(n)]
+    server.add_devices(app["app_id"], devices)
+    for user, pw in devices:
         lines.append(f"{user};{pw};[authentication username={user} password={pw}];")
     csv = server.data_dir.parent / "users.csv"
     csv.write_text("\n".join(lines) + "\n")

@@ -14,16 +14,23 @@ from tongdai.store.records import DeviceRec
 
 
 class DeviceDirectory:
-    def __init__(self, *, store: Store, ttl: float = 5.0, max_entries: int = 200_000):
+    def __init__(
+        self, *, store: Store, ttl: float = 5.0, negative_ttl: float = 1.0,
+        max_entries: int = 200_000,
+    ):
         self.store = store
         self.ttl = ttl
+        self.negative_ttl = negative_ttl
         self.max_entries = max_entries
         self._cache: OrderedDict[str, tuple[DeviceRec | None, float]] = OrderedDict()
 
     def cached(self, sip_user: str, now: float) -> tuple[bool, DeviceRec | None]:
         """(hit, device) without I/O."""
         entry = self._cache.get(sip_user)
-        if entry is None or now - entry[1] > self.ttl:
+        if entry is None:
+            return False, None
+        # Unknown users are remembered briefly: a device just added must work soon.
+        if now - entry[1] > (self.ttl if entry[0] is not None else self.negative_ttl):
             return False, None
         return True, entry[0]
 
