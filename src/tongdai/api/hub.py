@@ -44,6 +44,7 @@ class Mailbox:
         self._items: deque[str] = deque()
         self._limit = limit
         self._wake = asyncio.Event()
+        self._finished = asyncio.Event()
         self.overflowed = False
         self.closed = False
 
@@ -58,6 +59,7 @@ class Mailbox:
             self.overflowed = True
             self._items.clear()  # nobody will read them: free the memory now
             self._wake.set()
+            self._finished.set()
             return False
         self._items.append(msg)
         self._wake.set()
@@ -66,6 +68,11 @@ class Mailbox:
     def close(self) -> None:
         self.closed = True
         self._wake.set()
+        self._finished.set()
+
+    async def finished(self) -> None:
+        """Return once the mailbox has overflowed or been closed."""
+        await self._finished.wait()
 
     async def get(self) -> str | None:
         """The next message; None once the mailbox overflowed or was closed."""

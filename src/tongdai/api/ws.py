@@ -46,6 +46,7 @@ _GONE = (WebSocketDisconnect, OSError, RuntimeError)
 _SEQ = re.compile(r"\d{1,15}", re.ASCII)
 _EPOCH = re.compile(r"[0-9a-f]{1,64}")
 MAX_TOKEN_LEN = 256
+CLOSE_TIMEOUT = 2.0
 
 
 class VoiceSocket:
@@ -96,18 +97,16 @@ class VoiceSocket:
         if since is not None and epoch is not None and epoch != self.hub.epoch:
             since = 0  # another epoch's numbers mean nothing here: replay all we have
         att = self.hub.attach(tok.app_id, tok.sip_user, since)
+        first = [json.dumps({
+            "type": "hello", "seq": att.last_seq, "epoch": self.hub.epoch,
+            "sip_user": tok.sip_user, "expire": int(tok.expires_at),
+            "ping_interval": self.ping_interval,
+        })]
+        if att.gap is not None:
+            first.append(json.dumps({"type": "gap", "from": att.gap[0], "to": att.gap[1]}))
+        first.extend(att.replay)
         try:
-            await websocket.send_text(json.dumps({
-                "type": "hello", "seq": att.last_seq, "epoch": self.hub.epoch,
-                "sip_user": tok.sip_user, "expire": int(tok.expires_at),
-                "ping_interval": self.ping_interval,
-            }))
-            if att.gap is not None:
-                await websocket.send_text(json.dumps(
-                    {"type": "gap", "from": att.gap[0], "to": att.gap[1]}))
-            for msg in att.replay:
-                await websocket.send_text(msg)
-            code = await self._serve(websocket, att.mailbox, token_hash, tok.expires_at)
+            code = await self._serve(websocket, att.mailbox, first, token_hash, tok.expires_at)
             if code is not None:
                 await _close(websocket, code)
         except _GONE:
@@ -116,26 +115,41 @@ class VoiceSocket:
             self.hub.detach(tok.app_id, tok.sip_user, att.mailbox)
 
     async def _serve(
-        self, websocket: WebSocket, mailbox: Mailbox, token_hash: str, expires_at: float
+        self, websocket: WebSocket, mailbox: Mailbox, first: list[str], token_hash: str,
+        expires_at: float,
     ) -> int | None:
         """Pump messages until a close is due (its code) or the client left (None)."""
         reader = asyncio.create_task(_drain(websocket))
-        writer = asyncio.create_task(self._write(websocket, mailbox, token_hash, expires_at))
+        writer = asyncio.create_task(
+            self._write(websocket, mailbox, first, token_hash, expires_at))
+        # Watched apart from the writer, which may be stuck sending to a client that
+        # stopped reading: that is exactly when the mailbox overflows.
+        finished = asyncio.create_task(mailbox.finished())
+        tasks = (reader, writer, finished)
         try:
-            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            reader.cancel()
-            writer.cancel()
-            results = await asyncio.gather(reader, writer, return_exceptions=True)
+            for t in tasks:
+                t.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
         for r in results:
             if isinstance(r, Exception) and not isinstance(r, _GONE):
                 log.error("websocket task failed", exc_info=r)
-        code = results[1]
-        return code if isinstance(code, int) else None
+        if isinstance(results[1], int):
+            return results[1]
+        if mailbox.overflowed:
+            return TOO_SLOW
+        if mailbox.closed:
+            return GOING_AWAY
+        return None
 
     async def _write(
-        self, websocket: WebSocket, mailbox: Mailbox, token_hash: str, expires_at: float
+        self, websocket: WebSocket, mailbox: Mailbox, first: list[str], token_hash: str,
+        expires_at: float,
     ) -> int:
+        # hello, gap and replay go first; live messages wait in the mailbox meanwhile.
+        for text in first:
+            await websocket.send_text(text)
         next_ping = self.clock() + self.ping_interval
         while True:
             now = self.clock()
@@ -178,5 +192,8 @@ async def _drain(websocket: WebSocket) -> None:
 async def _close(websocket: WebSocket, code: int) -> None:
     if websocket.application_state == WebSocketState.DISCONNECTED:
         return
-    with contextlib.suppress(*_GONE):
-        await websocket.close(code=code, reason=CLOSE_CODES[code])
+    # A client that stopped reading may never take the close frame; it is queued
+    # behind what the transport holds, and the server drops the connection after.
+    with contextlib.suppress(*_GONE, TimeoutError):
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await websocket.close(code=code, reason=CLOSE_CODES[code])
