@@ -11,6 +11,7 @@ import time
 from array import array
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import cast
 
 from tongdai.rtp.g711 import decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
 
@@ -55,8 +56,7 @@ class Phone(asyncio.DatagramProtocol):
         self.event = asyncio.Event()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.received.append((data, addr, time.monotonic()))
@@ -72,8 +72,8 @@ class Phone(asyncio.DatagramProtocol):
         assert self.transport is not None
         self.transport.sendto(data, dest)
 
-    async def wait_for(self, count: int, timeout: float = 2.0) -> None:
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, count: int, within: float = 2.0) -> None:
+        async with asyncio.timeout(within):
             while len(self.received) < count:
                 self.event.clear()
                 await self.event.wait()
@@ -83,14 +83,24 @@ class Phone(asyncio.DatagramProtocol):
             self.transport.close()
 
     async def stream(self, packets: Sequence[bytes], dest: tuple[str, int],
-                     interval: float = 0.02) -> None:
-        """Send one packet every ``interval`` seconds on a steady clock (no drift)."""
+                     interval: float = 0.02, *, lose: Iterable[int] = (),
+                     delay: Iterable[int] = ()) -> None:
+        """Send packet ``i`` at ``i * interval`` on a steady clock, as a phone would.
+
+        The network's doing is simulated on top: packets in ``lose`` are never sent,
+        those in ``delay`` leave just after the next packet (so they arrive reordered).
+        """
+        lost = set(lose)
+        late = set(delay)
+        schedule = sorted(
+            ((i + 1.05) * interval if i in late else i * interval, i)
+            for i in range(len(packets)) if i not in lost)
         start = time.monotonic()
-        for i, packet in enumerate(packets):
-            delay = start + i * interval - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self.send(packet, dest)
+        for at, i in schedule:
+            wait = start + at - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self.send(packets[i], dest)
 
 
 async def open_phone(port: int = 0) -> Phone:
@@ -100,7 +110,7 @@ async def open_phone(port: int = 0) -> Phone:
 
 
 def free_range(size: int) -> tuple[int, int]:
-    """A range of ``size`` UDP ports on 127.0.0.1 that are free right now."""
+    """A range of ``size`` UDP ports on 127.0.0.1 free right now, starting even."""
     for base in range(40000 + (time.monotonic_ns() // 1000 % 200) * 100, 60000, 100):
         socks: list[socket.socket] = []
         try:

@@ -7,8 +7,8 @@ from array import array
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from tests.media._rtp import FRAME, frames, rtcp_rr, rtp, tone_codes, tone_level
+
 from tongdai.media.mixdown import Mixdown, mix_pcm16
 from tongdai.rtp.g711 import decode_ulaw
 
@@ -77,8 +77,8 @@ def test_loss_leaves_silence_and_keeps_length() -> None:
     assert len(out) == 2 * 16000
     whole = decode_ulaw(codes)
     for i in range(len(packets)):
-        chunk = out[2 * FRAME * i: 2 * FRAME * (i + 1)]
-        assert chunk == (bytes(2 * FRAME) if i % 10 == 3 else whole[2 * FRAME * i: 2 * FRAME * (i + 1)])
+        lo, hi = 2 * FRAME * i, 2 * FRAME * (i + 1)
+        assert out[lo:hi] == (bytes(2 * FRAME) if i % 10 == 3 else whole[lo:hi])
 
 
 def test_reordering_is_undone() -> None:
