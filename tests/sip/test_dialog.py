@@ -7,7 +7,7 @@ from test_transaction_harness import A_HOST, B_HOST, Net, answer, parse, request
 
 from tongdai.sip.dialog import Dialog, DialogState, addr_spec, dialog_id_of, is_loose
 from tongdai.sip.errors import LocalProtocolError
-from tongdai.sip.events import RequestReceived, ResponseReceived
+from tongdai.sip.events import RequestReceived, ResponseReceived, TransactionTimeout
 from tongdai.sip.message import Request, Response, make_response
 
 RR_AT_B = ["<sip:p2.example.net;lr>", "<sip:p1.example.net;lr>"]  # p2 is nearest to b
@@ -197,3 +197,52 @@ def test_addr_spec() -> None:
     assert addr_spec("sip:a@b;tag=1") == "sip:a@b"
     assert addr_spec(' "Q\\"x" <sips:q@h:5061> ') == "sips:q@h:5061"
     assert addr_spec("<sip:unterminated@h") == "sip:unterminated@h"
+
+
+def test_calls_set_up_and_torn_down_under_30_percent_loss() -> None:
+    net = Net(loss=0.3, seed=7)
+    invites: dict[str, Request] = {}
+    uacs: dict[str, Dialog] = {}
+    uas_dialogs: dict[tuple[str, str, str], Dialog] = {}
+    acked: set[str] = set()
+    byes_ok: set[str] = set()
+
+    def bob(ev: object) -> None:
+        if isinstance(ev, RequestReceived) and ev.request.method == "INVITE":
+            assert ev.txn is not None
+            ok = answer(ev.request, 200, tag=f"b-{ev.request.call_id}")
+            d = Dialog.from_uas(ev.request, ok, local_contact=f"<sip:bob@{B_HOST}:5060>")
+            uas_dialogs[d.id] = d
+            net.b.send_response(ev.txn, ok, net.now)
+        elif isinstance(ev, RequestReceived) and ev.request.method == "ACK":
+            d = uas_dialogs[dialog_id_of(ev.request, uas=True)]
+            assert d.receive_request(ev.request)
+            acked.add(d.call_id)
+        elif isinstance(ev, RequestReceived) and ev.request.method == "BYE":
+            assert ev.txn is not None
+            d = uas_dialogs[dialog_id_of(ev.request, uas=True)]
+            assert d.receive_request(ev.request)
+            d.terminate()
+            net.b.send_response(ev.txn, make_response(ev.request, 200), net.now)
+
+    def alice(ev: object) -> None:
+        if isinstance(ev, ResponseReceived) and ev.response.status == 200:
+            method = ev.response.cseq[1]
+            if method == "INVITE" and not ev.retransmission:
+                d = Dialog.from_uac(invites[ev.txn], ev.response)
+                uacs[d.call_id] = d
+                net.a.send_stateless(d.create_ack(1), net.pb)
+                net.a.send_request(d.create_request("BYE"), net.pb, net.now)
+            elif method == "BYE":
+                byes_ok.add(ev.response.call_id)
+
+    net.tu = {"a": alice, "b": bob}
+    for i in range(30):
+        inv = request("INVITE", call_id=f"call-{i}")
+        invites[net.a.send_request(inv, net.pb, 0.0)] = inv
+    net.advance(200)
+    assert len(uacs) == 30 and acked == set(uacs) and byes_ok == set(uacs)
+    assert all(d.state is DialogState.TERMINATED for d in uas_dialogs.values())
+    assert all(d.local_seq == 2 for d in uacs.values())  # INVITE 1, BYE 2
+    assert len(net.a) == len(net.b) == 0
+    assert net.take("b", TransactionTimeout) == []

@@ -31,20 +31,17 @@ from tongdai.sip.message import (
     Headers,
     Request,
     Response,
-    Via,
     format_hostport,
     make_response,
     reason_phrase,
     serialize,
 )
 from tongdai.sip.parser import parse_message
-from tongdai.sip.peer import Peer, bare_host, response_peer
+from tongdai.sip.peer import Peer, response_peer, stamp_via
 from tongdai.sip.transaction import Input, Kind, State, TimerConfig, Transaction
 
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
-_RPORT = re.compile(r";\s*rport\s*(?=;|$)", re.IGNORECASE)
-_RECEIVED = re.compile(r";\s*received\s*=[^;]*", re.IGNORECASE)
 STATS = (
     "requests", "responses", "retransmissions", "malformed_answered", "malformed_dropped",
     "stray_responses", "overloaded", "internal_errors",
@@ -268,7 +265,7 @@ class Endpoint:
 
     def _on_request(self, req: Request, peer: Peer, now: float) -> None:
         via = req.top_via
-        dest = self._stamp_via(req, via, peer)
+        dest = stamp_via(req, via, peer)
         num, cseq_method = req.cseq
         method = req.method
         if cseq_method != method:
@@ -368,27 +365,6 @@ class Endpoint:
             inp = Input.RESP_FINAL
         txn.step(inp, self, now, resp)
 
-    def _stamp_via(self, req: Request, via: Via, peer: Peer) -> Peer:
-        """Stamp the top Via and return where responses go (RFC 3261 §18.2.2)."""
-        # RFC 3261 §18.2.1: "received" when sent-by is not the source address;
-        # RFC 3581 §4: an empty "rport" gets the source port, and then "received"
-        # is added even when it equals sent-by. Edited as text: this runs for
-        # nearly every request from a phone behind NAT.
-        params = via.params
-        rport = params.get("rport")
-        if rport != "" and bare_host(via.host) == peer.host:
-            return response_peer(via, peer)
-        raw = req.headers.pop_first("via") or ""
-        if "received" in params:
-            raw = _RECEIVED.sub("", raw)
-        if rport == "":
-            raw = _RPORT.sub(f";rport={peer.port}", raw, count=1)
-        req.headers.prepend("via", f"{raw};received={peer.host}")
-        if peer.reliable or rport == "":
-            return peer
-        port = int(rport) if rport and rport.isdigit() else via.port or 5060
-        return Peer(peer.transport, peer.host, port)
-
     def _malformed(
         self, exc: RemoteProtocolError, peer: Peer, req: Request | None = None,
     ) -> None:
@@ -398,7 +374,7 @@ class Endpoint:
             return
         self.stats["malformed_answered"] += 1
         with contextlib.suppress(RemoteProtocolError):
-            self._stamp_via(req, req.top_via, peer)
+            stamp_via(req, req.top_via, peer)
         detail = _UNPRINTABLE.sub("", exc.reason)[:80]
         reason = f"{reason_phrase(exc.status)} ({detail})" if detail else ""
         self._reply(req, exc.status, peer, reason)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from tongdai.sip.message import Via
+from tongdai.sip.message import Request, Via
+
+_RPORT = re.compile(r";\s*rport\s*(?=;|$)", re.IGNORECASE)
+_RECEIVED = re.compile(r";\s*received\s*=[^;]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +51,27 @@ def response_peer(via: Via, source: Peer) -> Peer:
     if host == source.host and port == source.port:
         return source
     return Peer(source.transport, host, port)
+
+
+def stamp_via(req: Request, via: Via, source: Peer) -> Peer:
+    """Stamp a received request's top Via (``via``) and return where responses go.
+
+    RFC 3261 §18.2.1: ``received`` when sent-by is not the source address; RFC 3581
+    §4: an empty ``rport`` gets the source port, and then ``received`` is added even
+    when it equals sent-by. Edited as text: this runs for nearly every request from
+    a phone behind NAT.
+    """
+    params = via.params
+    rport = params.get("rport")
+    if rport != "" and bare_host(via.host) == source.host:
+        return response_peer(via, source)
+    raw = req.headers.pop_first("via") or ""
+    if "received" in params:
+        raw = _RECEIVED.sub("", raw)
+    if rport == "":
+        raw = _RPORT.sub(f";rport={source.port}", raw, count=1)
+    req.headers.prepend("via", f"{raw};received={source.host}")
+    if source.reliable or rport == "":
+        return source
+    port = int(rport) if rport and rport.isdigit() else via.port or 5060
+    return Peer(source.transport, source.host, port)
