@@ -251,6 +251,12 @@ def test_cancel_before_any_provisional_waits_for_one() -> None:
     net.advance(1.5)  # Timer A retransmission → 100 Trying arrives → CANCEL goes
     assert [round(t, 3) for t, _ in net.sent("a>b", "CANCEL")] == [1.5]
     assert len(net.take("b", CancelReceived)) == 1
+    # b's TU never answers the INVITE: §9.1, 64*T1 after the CANCEL a gives up.
+    net.advance(33.49)
+    assert net.take("a", TransactionTimeout) == []
+    net.advance(33.5)
+    (timeout,) = net.take("a", TransactionTimeout)
+    assert timeout.txn == key
 
 
 def test_cancel_without_a_matching_transaction_is_481() -> None:

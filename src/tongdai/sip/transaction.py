@@ -320,11 +320,12 @@ class Transaction:
                 f"{inp.value} is not allowed in the {self.kind.value} transaction's "
                 f"{self.state.value} state"
             ) from None
+        changed = nxt is not self.state
+        if changed and (self.kind, nxt) not in KEEP_TIMERS:
+            self.deadlines.clear()  # before the effects: they may arm the next state's
         for effect in effects:
             self._do(effect, sink, now, message, wire)
-        if nxt is not self.state:
-            if (self.kind, nxt) not in KEEP_TIMERS:
-                self.deadlines.clear()
+        if changed:
             self._enter(nxt, sink, now)
 
     def _enter(self, state: State, sink: Sink, now: float) -> None:
