@@ -68,7 +68,7 @@ def test_2xx_ack_end_to_end_stops_the_2xx_retransmissions() -> None:
     assert sent_ack.top_via.branch != invite.top_via.branch  # the 2xx ACK is its own
     net.advance(40)
     assert len(net.sent("b>a", "SIP/2.0 200")) == 1  # no retransmission of the 2xx
-    assert len(net.a) == len(net.b) == 0
+    assert net.a.live_transactions == net.b.live_transactions == 0
 
 
 def test_in_dialog_requests_and_cseq_rules() -> None:
@@ -244,5 +244,5 @@ def test_calls_set_up_and_torn_down_under_30_percent_loss() -> None:
     assert len(uacs) == 30 and acked == set(uacs) and byes_ok == set(uacs)
     assert all(d.state is DialogState.TERMINATED for d in uas_dialogs.values())
     assert all(d.local_seq == 2 for d in uacs.values())  # INVITE 1, BYE 2
-    assert len(net.a) == len(net.b) == 0
+    assert net.a.live_transactions == net.b.live_transactions == 0
     assert net.take("b", TransactionTimeout) == []

@@ -166,7 +166,7 @@ def test_server_transactions_are_bounded_with_503() -> None:
     ep = Endpoint(host=B_HOST, port=5060, max_server_transactions=2)
     for i in range(3):
         ep.receive(_raw("OPTIONS", f"SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKb{i}"), UAC, 0.0)
-    assert len(_drain(ep)) == 2 and len(ep) == 2
+    assert len(_drain(ep)) == 2 and ep.live_transactions == 2
     ((resp, _),) = _sent(ep)
     assert isinstance(resp, Response) and resp.status == 503
     assert ep.stats["overloaded"] == 1
@@ -195,7 +195,7 @@ def test_malformed_requests_are_answered_or_dropped_without_raising() -> None:
         ep.receive(junk, UAC, 0.0)
     assert _drain(ep) == []
     assert ep.stats["malformed_answered"] >= 3 and ep.stats["malformed_dropped"] >= 6
-    assert len(ep) == 0
+    assert ep.live_transactions == 0
 
 
 def test_malformed_responses_are_dropped() -> None:
@@ -239,7 +239,7 @@ def test_cancel_gets_200_and_the_invite_487() -> None:
     assert [(e.txn, e.response.status) for e in finals] == [(key, 487)]
     assert len(net.sent("a>b", "ACK")) == 1
     net.advance(40)
-    assert len(net.a) == len(net.b) == 0
+    assert net.a.live_transactions == net.b.live_transactions == 0
 
 
 def test_cancel_before_any_provisional_waits_for_one() -> None:
@@ -300,7 +300,7 @@ def test_transport_failure_ends_transactions_using_the_peer() -> None:
     assert [(e.txn, e.peer) for e in net.take("a", TransportError)] == [
         (key, net.pb), (None, Peer("tcp", "198.51.100.9", 1)),
     ]
-    assert len(net.a) == 0 and net.a.get_timer() is None
+    assert net.a.live_transactions == 0 and net.a.get_timer() is None
 
 
 def test_stateless_response_follows_its_via() -> None:
@@ -339,7 +339,7 @@ def test_transactions_complete_under_20_percent_loss() -> None:
             for i in range(100) for m in ("OPTIONS", "INVITE")]
     net.advance(200)
     assert _outcomes(net, keys) == (200, 0)
-    assert len(net.a) == len(net.b) == 0 and net.a.get_timer() is None
+    assert net.a.live_transactions == net.b.live_transactions == 0 and net.a.get_timer() is None
     assert net.a.stats["internal_errors"] == net.b.stats["internal_errors"] == 0
 
 
@@ -352,7 +352,7 @@ def test_transactions_finish_under_50_percent_loss() -> None:
     done, timed_out = _outcomes(net, keys)
     # Each attempt gets through both ways with p = 1/4 over 11 tries: ~96 % succeed.
     assert done >= 180 and done + timed_out == 200
-    assert len(net.a) == len(net.b) == 0
+    assert net.a.live_transactions == net.b.live_transactions == 0
 
 
 @settings(max_examples=60, deadline=None)
@@ -384,7 +384,7 @@ def test_non_invite_either_completes_or_times_out(
     assert (finals[0].txn if finals else timeouts[0].txn) == key
     if timeouts:
         assert net.now >= 32  # Timer F, never earlier
-    assert len(net.a) == len(net.b) == 0 and net.a.get_timer() is None
+    assert net.a.live_transactions == net.b.live_transactions == 0 and net.a.get_timer() is None
     assert net.a.stats["internal_errors"] == net.b.stats["internal_errors"] == 0
 
 
@@ -435,9 +435,9 @@ def test_register_server_transaction_cost() -> None:
         _register_loop(Endpoint(host=B_HOST, port=5060), msgs)
         best = min(best, (time.perf_counter() - start) / len(msgs))
     assert best < 300e-6, f"{best * 1e6:.1f} µs per REGISTER transaction"
-    assert len(ep) == 200
+    assert ep.live_transactions == 200
     ep.handle_timer(2 + 32.0)  # Timer J ends them all; nothing is left behind
-    assert len(ep) == 0 and ep.get_timer() is None and not ep._heap
+    assert ep.live_transactions == 0 and ep.get_timer() is None and not ep._heap
 
 
 def test_the_sip_package_does_no_io() -> None:

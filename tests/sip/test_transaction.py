@@ -41,7 +41,7 @@ def test_timer_e_doubles_to_t2_and_timer_f_times_out() -> None:
     ]
     (timeout,) = net.take("a", TransactionTimeout)
     assert timeout.txn == key and timeout.request.method == "OPTIONS"
-    assert net.a.transaction_state(key) is None and len(net.a) == 0
+    assert net.a.transaction_state(key) is None and net.a.live_transactions == 0
 
 
 def test_timer_e_stays_at_t2_after_a_provisional() -> None:
@@ -99,7 +99,7 @@ def test_non_invite_over_tcp_has_no_e_and_zero_k_j() -> None:
     assert len(net.take("a", ResponseReceived)) == 1
     # Timers K and J are zero: both transactions ended with the final response.
     assert net.a.transaction_state(key) is None and net.b.transaction_state(txn) is None
-    assert len(net.a) == len(net.b) == 0
+    assert net.a.live_transactions == net.b.live_transactions == 0
 
 
 def test_non_invite_server_absorbs_retransmissions() -> None:
@@ -137,7 +137,7 @@ def test_timer_a_doubles_without_cap_and_timer_b_times_out() -> None:
     net.advance(100)
     assert _times(net, "a>b", "INVITE") == [0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5]
     (timeout,) = net.take("a", TransactionTimeout)
-    assert timeout.txn == key and net.now == 100 and len(net.a) == 0
+    assert timeout.txn == key and net.now == 100 and net.a.live_transactions == 0
 
 
 def test_invite_over_tcp_is_not_retransmitted() -> None:
@@ -204,7 +204,7 @@ def test_retransmitted_non_2xx_is_re_acked_and_timer_g_doubles_to_t2() -> None:
     assert len([e for e in net.take("a", ResponseReceived) if e.response.status == 603]) == 1
     (timeout,) = net.take("b", TransactionTimeout)  # Timer H
     assert timeout.txn == txn and timeout.request.method == "INVITE"
-    assert len(net.a) == len(net.b) == 0
+    assert net.a.live_transactions == net.b.live_transactions == 0
 
 
 def test_invite_server_over_tcp_no_g_and_zero_i() -> None:
@@ -363,3 +363,14 @@ def test_timer_config_matches_rfc_table_4() -> None:
     assert [tcp[Input[f"TIMER_{x}"]] for x in "ABDEFGHIJKLM"] == [
         None, 32, 0, None, 32, None, 32, 0, 0, 0, 32, 32,
     ]
+
+
+def test_stale_timer_entries_are_compacted() -> None:
+    net = Net("tcp", drop=NEVER)
+    for i in range(5000):
+        net.a.send_request(request("OPTIONS", call_id=f"c{i}"), net.pb, 0.0)
+    assert len(net.a._heap) == 5000  # Timer F each
+    net.a.transport_failed(net.pb, 1.0)  # every transaction ends, its entry goes stale
+    assert net.a.live_transactions == 0
+    net.a.send_request(request("OPTIONS", call_id="last"), net.pb, 1.0)
+    assert len(net.a._heap) == 1 and net.a.get_timer() == 33.0

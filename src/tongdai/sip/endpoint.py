@@ -257,8 +257,9 @@ class Endpoint:
         t = self._client.get(txn) or self._server.get(txn)
         return t.state if t is not None else None
 
-    def __len__(self) -> int:
-        """Live transactions."""
+    @property
+    def live_transactions(self) -> int:
+        """How many client and server transactions are alive."""
         return len(self._client) + len(self._server)
 
     # Receiving ---------------------------------------------------------------
@@ -417,7 +418,7 @@ class Endpoint:
     def _arm(self, txn: Transaction, timer: Input, deadline: float) -> None:
         heap = self._heap
         heapq.heappush(heap, (deadline, next(self._seq), txn, timer))
-        if len(heap) > 4096 and len(heap) > 8 * len(self):
+        if len(heap) > 4096 and len(heap) > 8 * self.live_transactions:
             # Lazy deletion leaves stale entries; drop them once they dominate.
             self._heap = [e for e in heap if e[2].deadlines.get(e[3]) == e[0]]
             heapq.heapify(self._heap)
