@@ -98,10 +98,9 @@ class Do(Enum):
     CANCEL_IF_PENDING = 9
     AWAIT_ACK = 10  # index a 2xx-answered INVITE by Call-ID/CSeq for its ACK
     STOP_2XX = 11  # the ACK for our 2xx arrived
-    ACK_TO_TU = 12  # an ACK in Accepted (same branch as the INVITE) is the TU's
-    TIMEOUT = 13
-    TIMEOUT_IF_UNACKED = 14
-    TRANSPORT_FAILED = 15
+    TIMEOUT = 12
+    TIMEOUT_IF_UNACKED = 13
+    TRANSPORT_FAILED = 14
 
 
 S, In, D = State, Input, Do
@@ -176,7 +175,8 @@ IST: Table = {
     # the 2xx was lost: resend it rather than wait for the next Timer 2xx.
     (S.ACCEPTED, In.REQUEST): (S.ACCEPTED, (D.RESEND,)),
     (S.ACCEPTED, In.TU_2XX): (S.ACCEPTED, (D.SEND,)),
-    (S.ACCEPTED, In.ACK): (S.ACCEPTED, (D.STOP_2XX, D.ACK_TO_TU)),
+    # RFC 6026 §7.1: an ACK in Accepted goes to the TU (the endpoint reports it).
+    (S.ACCEPTED, In.ACK): (S.ACCEPTED, (D.STOP_2XX,)),
     (S.ACCEPTED, In.ACKED): (S.ACCEPTED, (D.STOP_2XX,)),
     (S.ACCEPTED, In.TIMER_2XX): (S.ACCEPTED, (D.RETRANSMIT,)),
     (S.ACCEPTED, In.TIMER_L): (S.TERMINATED, (D.TIMEOUT_IF_UNACKED,)),
@@ -392,8 +392,6 @@ class Transaction:
             case D.STOP_2XX:
                 self.acked = True
                 self.deadlines.pop(In.TIMER_2XX, None)
-            case D.ACK_TO_TU:
-                pass  # the endpoint reports the ACK; nothing to keep here
             case D.TIMEOUT:
                 sink._emit(TransactionTimeout(txn=self.key, request=self.request))
             case D.TIMEOUT_IF_UNACKED:
