@@ -42,8 +42,10 @@ _ESCAPE_OK = re.compile(r"%(?![0-9A-Fa-f]{2})")  # a "%" not followed by two hex
 _TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 
-# RFC 3261 §19.1.4: these uri-parameters must appear in both URIs or in neither.
-_MUST_MATCH = ("user", "ttl", "method", "maddr")
+# RFC 3261 §19.1.4: these uri-parameters must appear in both URIs or in neither
+# (transport too: the section's examples hold sip:bob@biloxi.com and
+# sip:bob@biloxi.com;transport=udp to be different).
+_MUST_MATCH = ("user", "ttl", "method", "maddr", "transport")
 
 
 class UnsupportedScheme(RemoteProtocolError):
