@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from typing import cast
 
 REALM = "127.0.0.1"
 NONCE = "anchornonce"
@@ -24,8 +25,7 @@ def _md5(s: str) -> str:
 
 class Responder(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.t = transport
+        self.t = cast(asyncio.DatagramTransport, transport)  # uvloop does not subclass
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         head = data.split(b"\r\n\r\n", 1)[0].decode()

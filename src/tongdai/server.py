@@ -101,7 +101,7 @@ async def build(settings: Settings) -> Pbx:
     directory = DeviceDirectory(store=store)
     digest = DigestServer(
         realm=settings.domain, secret=_secret(settings.data_dir, "sip-nonce.key"),
-        nonce_lifetime=settings.nonce_lifetime,
+        nonce_lifetime=settings.nonce_lifetime, algorithms=settings.digest_algorithm_list,
     )
     throttle = FailureThrottle(
         limit=settings.auth_fail_limit, window=settings.auth_fail_window,

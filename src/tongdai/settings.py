@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     register_max_expires: int = Field(3600, ge=1)
     register_default_expires: int = Field(3600, ge=1)
     nonce_lifetime: int = Field(300, ge=10)
+    # Digest algorithms offered in challenges, strongest first (RFC 8760). Some
+    # deployed phones (baresip 1.x, older libre) fail on any challenge they cannot
+    # parse, so SHA-256 is opt-in: "SHA-256,MD5".
+    digest_algorithms: str = "MD5"
     # Brute-force protection: this many failed authentications within the window
     # from one source address (or for one user) blocks it for the cooling period.
     auth_fail_limit: int = Field(10, ge=1)
@@ -69,6 +73,14 @@ class Settings(BaseSettings):
         if not (1024 <= a < b <= 65535) or (b - a) < 3:
             raise ValueError("must be a range of at least 4 ports within 1024-65535")
         return f"{a}-{b}"
+
+    @field_validator("digest_algorithms")
+    @classmethod
+    def _check_algs(cls, v: str) -> str:
+        algs = [a.strip().upper() for a in v.split(",") if a.strip()]
+        if not algs or any(a not in ("MD5", "SHA-256") for a in algs):
+            raise ValueError("must list MD5 and/or SHA-256, e.g. SHA-256,MD5")
+        return ",".join(algs)
 
     @field_validator("timezone")
     @classmethod
@@ -105,6 +117,10 @@ class Settings(BaseSettings):
     def rtp_port_range(self) -> tuple[int, int]:
         a, b = self.rtp_ports.split("-")
         return int(a), int(b)
+
+    @property
+    def digest_algorithm_list(self) -> tuple[str, ...]:
+        return tuple(self.digest_algorithms.split(","))
 
     @property
     def domain(self) -> str:
