@@ -30,7 +30,7 @@ class Pbx:
         self.carrier_port = free_port()
         for user, ext in (("alice", "101"), ("bob", "102")):
             server.cli("device", "add", "--app", self.app_id, user, "--password",
-                       f"{user}-pw", "--extension", ext)
+                       f"{user}-secret-pw", "--extension", ext)
         server.cli("trunk", "add", "--app", self.app_id, "carrier", "--host", "127.0.0.1",
                    "--port", str(self.carrier_port), "--username", "trunkuser",
                    "--password", "trunkpass")
@@ -60,7 +60,7 @@ class Pbx:
 
     def phone(self, phones: Phones, user: str, tone: str = "tone440") -> Baresip:
         p = phones.start(f"{user}-{time.monotonic_ns()}", tone)
-        p.add_account(user, f"{user}-pw", self.server.sip)
+        p.add_account(user, f"{user}-secret-pw", self.server.sip)
         p.ctl.wait_event("REGISTER_OK", 10)
         return p
 

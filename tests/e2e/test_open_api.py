@@ -32,7 +32,7 @@ class Api:
         self.app_id: str = app["app_id"]
         self.secret: str = app["app_secret"]
         self.carrier_port = free_port()
-        server.cli("device", "add", "--app", self.app_id, "agent", "--password", "agent-pw",
+        server.cli("device", "add", "--app", self.app_id, "agent", "--password", "agent-secret-pw",
                    "--extension", "201")
         server.cli("trunk", "add", "--app", self.app_id, "carrier", "--host", "127.0.0.1",
                    "--port", str(self.carrier_port))
@@ -44,7 +44,7 @@ class Api:
 
     def token(self) -> str:
         r = self.http.post("/oapi/v1/voice/auth_token", headers=self.headers,
-                           json={"sipUser": "agent", "sipPassword": "agent-pw"})
+                           json={"sipUser": "agent", "sipPassword": "agent-secret-pw"})
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["expire"] > time.time()
@@ -52,7 +52,7 @@ class Api:
 
     def click_to_call(self, number: str) -> httpx.Response:
         return self.http.post(f"/oapi/v1/call/click-to-call/{number}", headers=self.headers,
-                              json={"sipUser": "agent", "sipPassword": "agent-pw"})
+                              json={"sipUser": "agent", "sipPassword": "agent-secret-pw"})
 
     def histories(self) -> dict[str, Any]:
         today = time.strftime("%Y-%m-%d")
@@ -116,7 +116,7 @@ def test_click_to_call_end_to_end(api: Api, phones: Phones, audio: dict[str, Pat
     ws = ws_connect(api, token)
     hello = next_message(ws, {"hello"})
     agent = phones.start("agent", "tone440")
-    agent.add_account("agent", "agent-pw", api.server.sip)
+    agent.add_account("agent", "agent-secret-pw", api.server.sip)
     agent.ctl.wait_event("REGISTER_OK", 10)
     registered = next_message(ws, {"device.registered"})
     assert registered["seq"] > hello["seq"]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from tongdai.sip.endpoint import Endpoint
+from tongdai.sip.errors import LocalProtocolError
 from tongdai.sip.events import SipEvent
 from tongdai.sip.message import Request, Response
 from tongdai.sip.peer import Peer
@@ -88,7 +89,12 @@ class SipShell:
         return txn
 
     def send_response(self, txn: str, response: Response) -> None:
-        self.endpoint.send_response(txn, response, self.clock())
+        try:
+            self.endpoint.send_response(txn, response, self.clock())
+        except LocalProtocolError as exc:
+            # The transaction ended while we worked (timeout, closed connection).
+            log.debug("response %d not sent: %s", response.status, exc)
+            return
         self.pump()
 
     def send_stateless(self, message: Request | Response, peer: Peer) -> None:
