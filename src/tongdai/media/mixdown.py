@@ -29,6 +29,8 @@ events, comfort noise, other codecs) are skipped.
 
 from __future__ import annotations
 
+import functools
+import struct
 from collections.abc import Sequence
 
 from tongdai.rtp.g711 import decode_alaw, decode_ulaw
@@ -39,6 +41,8 @@ __all__ = ["RATE", "Mixdown", "mix_pcm16"]
 RATE = 8000
 _MAX_SEGMENTS = 4
 _MAX_AHEAD = 60 * RATE  # samples; bounds memory against a bogus arrival time
+_FIXED = struct.Struct("!BBHII")  # RFC 3550 §5.1 fixed header
+_BLOCK = RATE // 10  # pull() releases whole 100 ms blocks
 
 
 class _Segment:
@@ -82,12 +86,21 @@ class Mixdown:
         skew = self._max_skew
         run: list[bytes] = []
         run_pos = run_end = run_pt = -1
+        unpack = _FIXED.unpack_from
         for data, arrival in zip(packets, arrivals, strict=True):
-            fields = rtp_fields(data)
-            if fields is None:
+            hi = len(data)
+            if hi <= 12:
                 continue
-            pt, _seq, ts, ssrc, lo, hi = fields
+            b0, b1, _seq, ts, ssrc = unpack(data)
+            if b0 == 0x80:  # version 2 without padding, extension or CSRCs: the norm
+                lo, pt = 12, b1 & 0x7F
+            else:
+                fields = rtp_fields(data)
+                if fields is None:
+                    continue
+                pt, _seq, ts, ssrc, lo, hi = fields
             n = hi - lo
+            # RTCP (RFC 5761) reads as PT 72-76 here, telephone-event is dynamic: skipped.
             if n <= 0 or (pt != PT_PCMU and pt != PT_PCMA):
                 continue
             apos = round((arrival - start) * RATE) - n
@@ -147,7 +160,9 @@ class Mixdown:
 
     def pull(self, now: float) -> bytes:
         """Mixed PCM that can no longer change: up to ``holdback`` before ``now``."""
-        return self._emit(round((now - self.start) * RATE) - self._holdback)
+        ready = round((now - self.start) * RATE) - self._holdback - self.emitted
+        # Whole blocks only: the mixer's constants are then cached for a few sizes.
+        return self._emit(self.emitted + ready - ready % _BLOCK)
 
     def finish(self, end: float) -> bytes:
         """The rest of the mix, up to exactly ``end`` (silence where nothing arrived)."""
@@ -191,6 +206,12 @@ def _lanes(pcm: bytes, n: int) -> int:
     return int.from_bytes(lanes, "little")
 
 
+@functools.lru_cache(maxsize=8)
+def _constants(n: int) -> tuple[int, int, int]:
+    one = int.from_bytes(b"\x01\x00\x00\x00" * n, "little")  # 1 in every lane
+    return one, one * 98304, one * 32768
+
+
 def mix_pcm16(a: bytes, b: bytes) -> bytes:
     """Sample-wise ``a + b`` clipped to [-32768, 32767]; 16-bit little-endian PCM.
 
@@ -204,12 +225,12 @@ def mix_pcm16(a: bytes, b: bytes) -> bytes:
     n = len(a) // 2
     if n == 0:
         return b""
-    one = int.from_bytes(b"\x01\x00\x00\x00" * n, "little")
+    one, k1, k2 = _constants(n)
     s = _lanes(a, n) + _lanes(b, n)
-    ge = ((s + one * 98304) >> 17) & one  # L >= 32768, i.e. a + b >= -32768
-    gt = ((s + one * 32768) >> 17) & one  # L >= 98304, i.e. a + b > 32767
-    r = (s & ((ge ^ gt) * 0x1FFFF)) | ((one ^ ge) * 32768) | (gt * 98303)
-    r -= one * 32768
+    ge = ((s + k1) >> 17) & one  # L >= 32768, i.e. a + b >= -32768
+    gt = ((s + k2) >> 17) & one  # L >= 98304, i.e. a + b > 32767
+    r = (s & ((ge ^ gt) * 0x1FFFF)) | ((one ^ ge) << 15) | (gt * 98303)
+    r -= k2
     rb = r.to_bytes(4 * n, "little")
     out = bytearray(2 * n)
     out[0::2] = rb[0::4]
