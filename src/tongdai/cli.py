@@ -23,9 +23,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from tongdai import __version__
 from tongdai.settings import Settings, SettingsError, load_settings
 from tongdai.store import validate
-from tongdai.store.errors import NotFound, StoreError
+from tongdai.store.errors import StoreError
 from tongdai.store.records import AppRec, DeviceRec, DidRec, TrunkRec
-from tongdai.store.sql import SqlStore, open_store
+from tongdai.store.sql import SqlStore, no_app, open_store
 
 # Softphones are reachable from the internet; short passwords invite toll fraud.
 MIN_PASSWORD = 8
@@ -95,7 +95,7 @@ def _trunk(t: TrunkRec) -> dict[str, Any]:
 
 async def _need_app(store: SqlStore, app_id: str | None) -> None:
     if app_id is not None and await store.get_app(app_id) is None:
-        raise NotFound(f"app {app_id!r} does not exist")
+        raise no_app(app_id)
 
 
 def _password(value: str) -> str:
@@ -334,12 +334,17 @@ def _redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _reason(exc: Exception) -> str:
+    """The first line of the driver's own message (SQLAlchemy adds pages of context)."""
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
+
+
 async def _run(handler: Handler, settings: Settings, args: argparse.Namespace) -> Result:
     try:
         store = await open_store(settings.db_url)
     except (OSError, SQLAlchemyError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        raise CliError(f"cannot open the database {_redacted(settings.db_url)}: {reason}") from None
+        where = _redacted(settings.db_url)
+        raise CliError(f"cannot open the database {where}: {_reason(exc)}") from None
     try:
         return await handler(store, settings, args)
     finally:
@@ -370,7 +375,6 @@ def main(argv: list[str] | None = None) -> int:
     except (StoreError, CliError) as exc:
         return _fail(str(exc))
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        return _fail(f"database error: {reason}")
+        return _fail(f"database error: {_reason(exc)}")
     print(json.dumps(value, ensure_ascii=False) if args.json else text)
     return 0

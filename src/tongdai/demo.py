@@ -3,7 +3,6 @@ everything needed to register two softphones and call the four Open API endpoint
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import shlex
 import string
@@ -11,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tongdai.api.auth import sha256_hex
 from tongdai.settings import Settings
 from tongdai.store.protocol import Store
 
@@ -21,11 +21,6 @@ _ALNUM = string.ascii_letters + string.digits
 def _password() -> str:
     # 16 alphanumerics (95 bits): nothing to escape in a shell or an account line.
     return "".join(secrets.choice(_ALNUM) for _ in range(16))
-
-
-def sha256_hex(s: str) -> str:
-    """The Open API hash: lowercase hex SHA-256 of the UTF-8 string."""
-    return hashlib.sha256(s.encode()).hexdigest()
 
 
 async def ensure_demo(store: Store, settings: Settings) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tongdai.store.engine import Database
+from tongdai.store.engine import Database, rowcount
 from tongdai.store.errors import Conflict, Invalid, NotFound
 from tongdai.store.models import AuthToken, CdrRow, RegistrationRow
 from tongdai.store.records import Cdr, Registration, TokenRec
@@ -106,7 +106,7 @@ class CallTables(Database):
             result = await s.execute(
                 delete(RegistrationRow).where(RegistrationRow.expires_at <= now)
             )
-            return int(getattr(result, "rowcount", 0) or 0)
+            return rowcount(result)
 
     # CDRs -----------------------------------------------------------------------
 

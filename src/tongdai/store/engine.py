@@ -17,7 +17,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, CursorResult, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -98,6 +98,13 @@ def current_revision(conn: Connection) -> str | None:
 
     return MigrationContext.configure(conn).get_current_revision()
 
+
+
+def rowcount(result: object) -> int:
+    """How many rows an UPDATE or DELETE touched (``AsyncSession.execute`` is typed
+    as returning a plain Result)."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 class Database:

@@ -23,12 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tongdai.sip.digest import ha1
 from tongdai.store import validate
 from tongdai.store.calls import CallTables
-from tongdai.store.engine import create_engine, upgrade
+from tongdai.store.engine import create_engine, rowcount, upgrade
 from tongdai.store.errors import Conflict, Invalid, NotFound
 from tongdai.store.models import App, Device, Did, Trunk
 from tongdai.store.records import AppRec, DeviceRec, DidRec, TrunkRec
 
-__all__ = ["SqlStore", "open_store"]
+__all__ = ["SqlStore", "no_app", "open_store"]
 
 _APP_ID_ALPHABET = string.ascii_lowercase + string.digits
 APP_ID_LENGTH = 20  # 20 x log2(36) = 103 bits: unguessable, and short enough to type
@@ -80,7 +80,7 @@ def _trunk_rec(t: Trunk) -> TrunkRec:
     )
 
 
-def _no_app(app_id: str) -> NotFound:
+def no_app(app_id: str) -> NotFound:
     return NotFound(f"app {app_id!r} does not exist")
 
 
@@ -119,7 +119,7 @@ class SqlStore(CallTables):
         async with self._write() as s:
             app = await s.get(App, app_id)
             if app is None:
-                raise _no_app(app_id)
+                raise no_app(app_id)
             app.app_secret = _new_secret()
             await self._revoke(s, app_id, None)
             return _app_rec(app)
@@ -128,8 +128,8 @@ class SqlStore(CallTables):
         """Delete the app and everything it owns (devices, DIDs, trunks, CDRs...)."""
         async with self._write() as s:
             result = await s.execute(delete(App).where(App.app_id == app_id))
-            if not _rowcount(result):
-                raise _no_app(app_id)
+            if not rowcount(result):
+                raise no_app(app_id)
 
     async def update_app(
         self, app_id: str, *, record_calls: bool | None = None, default_did: str | None = None
@@ -139,7 +139,7 @@ class SqlStore(CallTables):
         async with self._write() as s:
             app = await s.get(App, app_id)
             if app is None:
-                raise _no_app(app_id)
+                raise no_app(app_id)
             if record_calls is not None:
                 app.record_calls = record_calls
             if default_did == "":
@@ -170,7 +170,7 @@ class SqlStore(CallTables):
         try:
             async with self._write() as s:
                 if await s.get(App, app_id) is None:
-                    raise _no_app(app_id)
+                    raise no_app(app_id)
                 if await s.get(Device, sip_user) is not None:
                     raise Conflict(f"sip_user {sip_user!r} is already taken")
                 await _check_names(s, app_id, sip_user, ext)
@@ -235,7 +235,7 @@ class SqlStore(CallTables):
         try:
             async with self._write() as s:
                 if await s.get(App, app_id) is None:
-                    raise _no_app(app_id)
+                    raise no_app(app_id)
                 dev = await s.get(Device, sip_user)
                 if dev is None or dev.app_id != app_id:
                     raise _no_device(sip_user)
@@ -294,7 +294,7 @@ class SqlStore(CallTables):
         try:
             async with self._write() as s:
                 if await s.get(App, app_id) is None:
-                    raise _no_app(app_id)
+                    raise no_app(app_id)
                 taken = await s.scalar(
                     select(Trunk.trunk_id).where(Trunk.app_id == app_id, Trunk.name == name)
                 )
@@ -318,7 +318,7 @@ class SqlStore(CallTables):
             result = await s.execute(
                 delete(Trunk).where(Trunk.app_id == app_id, Trunk.name == name)
             )
-            if not _rowcount(result):
+            if not rowcount(result):
                 raise NotFound(f"trunk {name!r} does not exist in app {app_id!r}")
 
 
@@ -341,7 +341,3 @@ async def _check_names(s: AsyncSession, app_id: str, sip_user: str, ext: str | N
     if other == ext:
         raise Conflict(f"extension {ext} is the sip_user of another device of this app")
     raise Conflict(f"sip_user {sip_user!r} is the extension of device {other!r} of this app")
-
-
-def _rowcount(result: object) -> int:
-    return int(getattr(result, "rowcount", 0) or 0)
