@@ -135,3 +135,23 @@ async def test_stop_finishes_open_recordings(tmp_path: Path) -> None:
     assert 0.4 < mp3_seconds(files[0]) < 1.5
     a.close()
     b.close()
+
+
+async def test_a_failing_disk_costs_the_recording_not_the_call(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_bytes(b"")  # the recordings folder cannot be created
+    engine = RelayEngine("127.0.0.1", free_range(8), blocked, flush_interval=0.1)
+    await engine.start()
+    a, b = await open_phone(), await open_phone()
+    s = await engine.create_session(call_id="disk", app_id="app1", record=True)
+    s.set_remote("b", *b.address)
+    s.start_recording()
+    await a.stream(frames(tone_codes(440, 0.4), ssrc=3), s.local_address("a"))
+    await b.wait_for(20)  # relaying went on
+    assert await s.close() == ""
+    assert "recording of call disk failed" in caplog.text
+    assert engine.sessions == 0 and engine.free_port_pairs == 4
+    await engine.stop()
+    a.close()
+    b.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import time
@@ -224,3 +225,15 @@ async def test_misuse_is_reported(tmp_path: Path) -> None:
         await engine.create_session(call_id="z", app_id="../etc", record=True)
     assert engine.free_port_pairs == free  # nothing leaked
     await engine.stop()
+
+
+async def test_host_name_is_resolved_once(tmp_path: Path) -> None:
+    engine = RelayEngine("localhost", free_range(8), tmp_path)
+    await engine.start()
+    try:
+        s = await engine.create_session(call_id="h", app_id="app1", record=False)
+        host, _ = s.local_address("a")
+        assert ipaddress.ip_address(host).is_loopback
+        await s.close()
+    finally:
+        await engine.stop()

@@ -233,21 +233,22 @@ class RelayEngine:
     """The built-in ``MediaEngine``: relays (and records) calls on ``host``.
 
     ``advertise`` is the address to put into SDP when ``host`` is not reachable as
-    such (``0.0.0.0``, or a private address behind 1:1 NAT); it defaults to ``host``.
-    Recording steps run on one dedicated thread, so they queue behind each other
-    rather than contend with the event loop for the GIL.
+    such (``0.0.0.0``, or a private address behind 1:1 NAT); it defaults to ``host``
+    (resolved to an IP address by ``start``, if it is a name).
+    Recording steps run on one dedicated thread, so at most one of them competes
+    with the event loop for the GIL at a time (LAME itself runs without the GIL).
     """
 
     def __init__(self, host: str, port_range: tuple[int, int], recordings_dir: Path, *,
                  advertise: str | None = None, mp3_bitrate: int = 32,
                  flush_interval: float = 1.0) -> None:
         self.host = host
-        self.advertise = advertise or host
+        self._advertise = advertise
+        self._bind_ip = host
         self.recordings_dir = recordings_dir
         self.mp3_bitrate = mp3_bitrate
         self.flush_interval = flush_interval
-        self._family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 \
-            else socket.AF_INET
+        self._family = socket.AF_INET
         self._pool = PortPool(*port_range)
         self._sessions: set[RelaySession] = set()
         self._executor: ThreadPoolExecutor | None = None
@@ -266,7 +267,21 @@ class RelayEngine:
     def free_port_pairs(self) -> int:
         return self._pool.free
 
+    @property
+    def advertise(self) -> str:
+        """The address our legs have in SDP (``local_address``)."""
+        return self._advertise or self._bind_ip
+
     async def start(self) -> None:
+        """Resolve ``host`` (once: binding per port must not hit DNS) and get ready."""
+        try:
+            ip = ipaddress.ip_address(self.host)
+        except ValueError:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                self.host, None, type=socket.SOCK_DGRAM)
+            ip = ipaddress.ip_address(infos[0][4][0])
+        self._bind_ip = str(ip)
+        self._family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="tongdai-recorder")
 
@@ -314,7 +329,7 @@ class RelayEngine:
                     sock = socket.socket(self._family, socket.SOCK_DGRAM)
                     socks.append(sock)
                     sock.setblocking(False)
-                    sock.bind((self.host, p))
+                    sock.bind((self._bind_ip, p))
             except OSError as exc:
                 # Someone else holds it; try it again after every other free pair.
                 for sock in socks:
