@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event, text
-from sqlalchemy.engine import URL, Connection, CursorResult, make_url
+from sqlalchemy.engine import URL, Connection, CursorResult, Result, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -94,17 +95,13 @@ async def upgrade(engine: AsyncEngine) -> None:
 
 
 def current_revision(conn: Connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
     return MigrationContext.configure(conn).get_current_revision()
 
 
-
-def rowcount(result: object) -> int:
-    """How many rows an UPDATE or DELETE touched (``AsyncSession.execute`` is typed
-    as returning a plain Result)."""
-    assert isinstance(result, CursorResult)
-    return result.rowcount
+def rowcount(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE touched: ``AsyncSession.execute`` returns a
+    CursorResult for those, though it is typed as a plain Result."""
+    return cast("CursorResult[Any]", result).rowcount
 
 
 class Database:
