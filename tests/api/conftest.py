@@ -15,15 +15,6 @@ from .support import REALM, FakeCalls, StubRecordings, Tenant, Tenants
 
 
 @pytest.fixture
-async def store() -> AsyncIterator[Store]:
-    from ._memstore import MemStore
-
-    s = MemStore()
-    yield s  # type: ignore[misc]
-    await s.close()
-
-
-@pytest.fixture
 async def tenants(store: Store) -> Tenants:
     a = await store.create_app("Acme CRM")
     b = await store.create_app("Beta CRM")

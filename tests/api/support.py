@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from tongdai.pbx.protocol import DeviceOffline
 from tongdai.store import AppRec, Cdr
 
@@ -89,3 +91,8 @@ def cdr(app_id: str, started_at: float, call_id: str, **kw: Any) -> Cdr:
     }
     fields.update(kw)
     return Cdr(call_id=call_id, app_id=app_id, **fields)
+
+
+# For tests whose subject does not depend on the database: run them on SQLite only
+# (the store's own semantics are covered on both backends by the other tests).
+sqlite_only = pytest.mark.parametrize("store", ["sqlite"], indirect=True)

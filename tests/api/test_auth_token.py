@@ -7,7 +7,7 @@ import pytest
 
 from tongdai.store import Store
 
-from .support import REALM, Tenants, sha
+from .support import REALM, Tenants, sha, sqlite_only
 
 URL = "/oapi/v1/voice/auth_token"
 
@@ -33,6 +33,7 @@ async def test_issues_a_token_stored_only_as_its_hash(
     assert again.json()["value"] != token
 
 
+@sqlite_only
 async def test_hash_is_accepted_in_upper_case(client: httpx.AsyncClient, tenants: Tenants) -> None:
     a = tenants.a
     r = await client.post(URL, headers=a.headers(hash_=sha(a.app_id, a.secret).upper()),
@@ -40,6 +41,7 @@ async def test_hash_is_accepted_in_upper_case(client: httpx.AsyncClient, tenants
     assert r.status_code == 200, r.text
 
 
+@sqlite_only
 async def test_form_body_and_numeric_sip_user(
     client: httpx.AsyncClient, tenants: Tenants, store: Store
 ) -> None:
@@ -52,6 +54,7 @@ async def test_form_body_and_numeric_sip_user(
     assert r.status_code == 200, r.text
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     ("headers", "fragment"),
     [
@@ -73,6 +76,7 @@ async def test_missing_headers_are_401_naming_the_header(
     assert fragment in r.json()["message"]
 
 
+@sqlite_only
 async def test_wrong_app_hash_and_unknown_app_look_the_same(
     client: httpx.AsyncClient, tenants: Tenants
 ) -> None:
@@ -107,12 +111,14 @@ async def test_device_errors_do_not_reveal_other_tenants(
     assert "sipPassword" in bad_pw.json()["message"]
 
 
+@sqlite_only
 async def test_missing_password_is_401(client: httpx.AsyncClient, tenants: Tenants) -> None:
     r = await client.post(URL, headers=tenants.a.headers(), json={"sipUser": "alice"})
     assert r.status_code == 401
     assert "sipPassword" in r.json()["message"]
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     ("content", "fragment"),
     [
@@ -140,6 +146,7 @@ async def test_bad_bodies_are_400_naming_the_problem(
     assert fragment in r.json()["message"]
 
 
+@sqlite_only
 async def test_repeated_failures_are_throttled_per_address(
     client: httpx.AsyncClient, tenants: Tenants, api: object
 ) -> None:
@@ -162,6 +169,7 @@ async def test_repeated_failures_are_throttled_per_address(
         assert r.status_code == 200
 
 
+@sqlite_only
 async def test_get_is_405(client: httpx.AsyncClient) -> None:
     r = await client.get(URL)
     assert r.status_code == 405

@@ -3,13 +3,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from .support import FakeCalls, Tenants, sha
+from .support import FakeCalls, Tenants, sha, sqlite_only
 
 
 def url(number: str) -> str:
     return f"/oapi/v1/call/click-to-call/{number}"
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     ("number", "dialled"),
     [
@@ -37,6 +38,7 @@ async def test_starts_a_call_for_a_registered_device(
         {"app_id": a.app_id, "sip_user": "alice", "number": dialled, "call_id": "c2c-1"}]
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     "number",
     [
@@ -64,6 +66,7 @@ async def test_rejects_numbers_that_are_neither_phone_numbers_nor_devices(
     assert calls.started == []
 
 
+@sqlite_only
 async def test_offline_device_is_400_device_offline(
     client: httpx.AsyncClient, tenants: Tenants, calls: FakeCalls
 ) -> None:
@@ -75,6 +78,7 @@ async def test_offline_device_is_400_device_offline(
     assert calls.started == []
 
 
+@sqlite_only
 async def test_device_going_offline_during_the_request_is_device_offline(
     client: httpx.AsyncClient, tenants: Tenants, calls: FakeCalls
 ) -> None:
@@ -86,6 +90,7 @@ async def test_device_going_offline_during_the_request_is_device_offline(
     assert r.json()["code"] == "device_offline"
 
 
+@sqlite_only
 async def test_auth_comes_before_anything_else(
     client: httpx.AsyncClient, tenants: Tenants, calls: FakeCalls
 ) -> None:
@@ -116,6 +121,7 @@ async def test_b_devices_reach_their_own_extensions(
     assert calls.started[0]["app_id"] == b.app_id
 
 
+@sqlite_only
 async def test_number_is_required(client: httpx.AsyncClient, tenants: Tenants) -> None:
     a = tenants.a
     r = await client.post("/oapi/v1/call/click-to-call/", headers=a.headers(), json=a.creds())

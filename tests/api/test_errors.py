@@ -18,17 +18,19 @@ from tongdai.bus import InProcessBus
 from tongdai.settings import Settings
 from tongdai.store import Store
 
-from .support import FakeCalls, StubRecordings, Tenants
+from .support import FakeCalls, StubRecordings, Tenants, sqlite_only
 
 TOKEN_URL = "/oapi/v1/voice/auth_token"
 
 
+@sqlite_only
 async def test_unknown_path_is_404_json(client: httpx.AsyncClient) -> None:
     r = await client.get("/oapi/v1/nothing")
     assert r.status_code == 404
     assert r.json()["code"] == "not_found"
 
 
+@sqlite_only
 async def test_wrong_method_is_405_json(client: httpx.AsyncClient) -> None:
     r = await client.delete("/oapi/v1/call/histories")
     assert r.status_code == 405
@@ -36,6 +38,7 @@ async def test_wrong_method_is_405_json(client: httpx.AsyncClient) -> None:
                         "message": "This endpoint does not accept that HTTP method."}
 
 
+@sqlite_only
 async def test_declared_oversized_body_is_413(
     client: httpx.AsyncClient, tenants: Tenants
 ) -> None:
@@ -45,6 +48,7 @@ async def test_declared_oversized_body_is_413(
     assert r.json()["code"] == "too_large"
 
 
+@sqlite_only
 async def test_streamed_oversized_body_is_413(
     client: httpx.AsyncClient, tenants: Tenants
 ) -> None:
@@ -61,12 +65,14 @@ async def test_streamed_oversized_body_is_413(
     assert r.json()["code"] == "too_large"
 
 
+@sqlite_only
 async def test_long_query_string_is_414(client: httpx.AsyncClient) -> None:
     r = await client.get("/oapi/v1/call/histories", params={"appId": "a" * 5000})
     assert r.status_code == 414
     assert r.json()["code"] == "too_large"
 
 
+@sqlite_only
 async def test_unexpected_errors_are_500_without_details(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -85,6 +91,7 @@ async def test_unexpected_errors_are_500_without_details(
     assert "secret internal detail" in caplog.text
 
 
+@sqlite_only
 async def test_openapi_document_describes_every_endpoint(client: httpx.AsyncClient) -> None:
     doc = (await client.get("/openapi.json")).json()
     paths = doc["paths"]
@@ -105,6 +112,7 @@ async def test_openapi_document_describes_every_endpoint(client: httpx.AsyncClie
     assert (await client.get("/docs")).status_code == 200
 
 
+@sqlite_only
 async def test_websocket_path_over_plain_http_is_426(client: httpx.AsyncClient) -> None:
     r = await client.get("/oapi/v1/voice/ws")
     assert r.status_code == 426
@@ -116,6 +124,7 @@ _PARAM = st.one_of(st.none(), _TEXT, st.sampled_from(
     ["2026-11-01", "1793466000", "20", "1", "0", "-1", "2026-11-01T08:00:00+07:00", "%", "\x00"]))
 
 
+@sqlite_only
 @hsettings(max_examples=150, deadline=None,
            suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(app_id=_PARAM, frm=_PARAM, to=_PARAM, limit=_PARAM, page=_PARAM, hash_=_PARAM,
@@ -143,6 +152,7 @@ _JSON = st.recursive(
 )
 
 
+@sqlite_only
 @hsettings(max_examples=150, deadline=None,
            suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=_JSON, raw=st.binary(max_size=60), number=st.text(min_size=1, max_size=30),

@@ -9,7 +9,7 @@ import pytest
 
 from tongdai.store import Store
 
-from .support import Tenant, Tenants, cdr, sha
+from .support import Tenant, Tenants, cdr, sha, sqlite_only
 
 URL = "/oapi/v1/call/histories"
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -84,6 +84,7 @@ async def test_tenant_isolation(
     assert r.json()["total"] == 0 and r.json()["data"] == []
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     ("limit", "page", "hash_limit", "hash_page"),
     [
@@ -111,6 +112,7 @@ async def test_each_hash_form_is_accepted(
     assert r.status_code == 200, r.text
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     ("limit", "page", "hash_limit", "hash_page"),
     [
@@ -132,6 +134,7 @@ async def test_hash_forms_that_do_not_match_are_refused(
     assert r.json()["code"] == "unauthorized"
 
 
+@sqlite_only
 async def test_hash_in_upper_case_and_unencoded_plus(
     client: httpx.AsyncClient, tenants: Tenants, store: Store
 ) -> None:
@@ -169,6 +172,7 @@ async def test_bare_dates_cover_whole_days_in_local_time(
     assert r.json()["total"] == 1
 
 
+@sqlite_only
 async def test_the_31_day_window(client: httpx.AsyncClient, tenants: Tenants) -> None:
     a = tenants.a
     assert (await get(client, signed(a, "2026-01-01", "2026-01-31"))).status_code == 200
@@ -182,6 +186,7 @@ async def test_the_31_day_window(client: httpx.AsyncClient, tenants: Tenants) ->
     assert r.status_code == 400
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     ("created_from", "created_to", "limit", "page", "param"),
     [
@@ -215,6 +220,7 @@ async def test_bad_parameters_are_400_naming_the_parameter(
     assert r.json()["message"].startswith(param + " ")
 
 
+@sqlite_only
 async def test_missing_app_id_or_hash_is_401(client: httpx.AsyncClient, tenants: Tenants) -> None:
     q = signed(tenants.a, "2026-11-01", "2026-11-02")
     for name in ("appId", "hash"):
@@ -223,6 +229,7 @@ async def test_missing_app_id_or_hash_is_401(client: httpx.AsyncClient, tenants:
         assert r.json()["message"].startswith(name + " is required")
 
 
+@sqlite_only
 async def test_repeated_parameter_is_refused(client: httpx.AsyncClient, tenants: Tenants) -> None:
     q = [*signed(tenants.a, "2026-11-01", "2026-11-02").items(), ("created_to", "2026-11-03")]
     r = await get(client, q)

@@ -7,7 +7,7 @@ import pytest
 
 from tongdai.store import Store
 
-from .support import StubRecordings, Tenant, Tenants, cdr, sha
+from .support import StubRecordings, Tenant, Tenants, cdr, sha, sqlite_only
 
 URL = "/oapi/v1/call/play_recording"
 MEDIA = "call_recording_dl5m5j5hfh4n8njj1oor.mp3"
@@ -61,6 +61,7 @@ async def test_unknown_recording_is_404(client: httpx.AsyncClient, tenants: Tena
     assert "call_recording_nosuchfile.mp3" in r.json()["message"]
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     "media",
     [
@@ -84,6 +85,7 @@ async def test_bad_media_names_are_400(
     assert r.json()["message"].startswith("media ")
 
 
+@sqlite_only
 @pytest.mark.usefixtures("recorded")
 async def test_wrong_or_missing_hash_is_401(client: httpx.AsyncClient, tenants: Tenants) -> None:
     a = tenants.a

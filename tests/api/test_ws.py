@@ -22,7 +22,7 @@ from tongdai.bus import Event, InProcessBus
 from tongdai.settings import Settings
 from tongdai.store import Store, TokenRec
 
-from .support import FakeCalls, StubRecordings, Tenants, sha
+from .support import FakeCalls, StubRecordings, Tenants, sha, sqlite_only
 
 
 @asynccontextmanager
@@ -160,6 +160,7 @@ async def test_reconnect_with_since_replays_what_was_missed(
         assert [(await recv(ws))["seq"] for _ in range(5)] == [1, 2, 3, 4, 5]
 
 
+@sqlite_only
 async def test_gap_is_announced_when_the_window_has_moved_on(
     base: str, store: Store, bus: InProcessBus, tenants: Tenants
 ) -> None:
@@ -175,6 +176,7 @@ async def test_gap_is_announced_when_the_window_has_moved_on(
         assert [(await recv(ws))["seq"] for _ in range(50)] == list(range(11, 61))
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     ("query", "code"),
     [
@@ -208,6 +210,7 @@ async def test_expired_and_revoked_tokens(
         assert await close_code(ws) == 4003
 
 
+@sqlite_only
 async def test_token_of_a_removed_device_is_refused(
     base: str, store: Store, tenants: Tenants
 ) -> None:
@@ -217,6 +220,7 @@ async def test_token_of_a_removed_device_is_refused(
         assert await close_code(ws) == 4003
 
 
+@sqlite_only
 async def test_open_socket_closes_when_its_token_expires(
     base: str, store: Store, tenants: Tenants
 ) -> None:
@@ -247,6 +251,7 @@ async def test_pings_and_revocation_while_connected(
             assert await close_code(ws) == 4003
 
 
+@sqlite_only
 async def test_slow_client_is_dropped_without_hurting_others(
     base: str, store: Store, bus: InProcessBus, tenants: Tenants
 ) -> None:

@@ -92,6 +92,8 @@ def create_api(
         ),
         lifespan=lifespan,
         routes=list(extra_routes),
+        # A 307 to the slash-less path would make clients re-send POST bodies; 404 instead.
+        redirect_slashes=False,
     )
     app.state.hub = the_hub
     install_error_handlers(app)
