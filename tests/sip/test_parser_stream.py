@@ -163,3 +163,9 @@ def test_a_large_header_section_in_small_reads() -> None:
     for i in range(0, len(whole), 7):
         out += f.feed(whole[i:i + 7])
     assert out == [whole]
+
+
+@pytest.mark.parametrize("line", ["CONTENT-LENGTH: 4", "content-Length :4", "L:\t4 ", "l:4"])
+def test_content_length_spellings(line: str) -> None:
+    m = msg(*HEAD, line, body=b"abcd")
+    assert StreamFramer().feed(m + m) == [m, m]

@@ -351,9 +351,10 @@ class FramingError(RemoteProtocolError):
         self.messages = messages or []
 
 
-# Content-Length (or its compact form "l") at the start of a header line.
+# Content-Length (or its compact form "l") at the start of a header line. Spelled
+# without re.IGNORECASE so the leading LF is a literal prefix the engine can skip to.
 _CL_LINE = re.compile(
-    rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE,
+    rb"\n(?:[Cc][Oo][Nn][Tt][Ee][Nn][Tt]-[Ll][Ee][Nn][Gg][Tt][Hh]|[Ll])[ \t]*:([^\r\n]*)"
 )
 _PING = b"\r\n\r\n"
 _CR_LF = (13, 10)
@@ -447,7 +448,7 @@ class StreamFramer:
             return False
         head_end, body_start = (lf, lf + 2) if lf >= 0 else (crlf, crlf + 4)
         head = bytes(buf[:head_end])
-        values = {v.strip() for v in _CL_LINE.findall(head)}
+        values = {v.strip(b" \t") for v in _CL_LINE.findall(head)}
         if not values:
             raise FramingError(
                 400, "Content-Length is mandatory on streams", request=_partial_request(head),
