@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -138,7 +140,7 @@ async def test_stop_finishes_open_recordings(tmp_path: Path) -> None:
 
 
 async def test_a_failing_disk_costs_the_recording_not_the_call(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     blocked = tmp_path / "not-a-dir"
     blocked.write_bytes(b"")  # the recordings folder cannot be created
     engine = RelayEngine("127.0.0.1", free_range(8), blocked, flush_interval=0.1)
@@ -150,8 +152,32 @@ async def test_a_failing_disk_costs_the_recording_not_the_call(
     await a.stream(frames(tone_codes(440, 0.4), ssrc=3), s.local_address("a"))
     await b.wait_for(20)  # relaying went on
     assert await s.close() == ""
-    assert "recording of call disk failed" in caplog.text
-    assert engine.sessions == 0 and engine.free_port_pairs == 4
     await engine.stop()
+    assert "recording of call disk failed" in capfd.readouterr().err  # the encoder's log
+    assert engine.sessions == 0 and engine.free_port_pairs == 4
+    a.close()
+    b.close()
+
+
+async def test_a_dead_encoder_is_replaced(engine: RelayEngine,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    a, b = await open_phone(), await open_phone()
+    s1 = await engine.create_session(call_id="crash", app_id="app1", record=True)
+    s1.set_remote("b", *b.address)
+    s1.start_recording()
+    [pid] = engine.recorders.pids
+    os.kill(pid, signal.SIGKILL)  # SIGTERM and SIGINT are ignored by design
+    await a.stream(frames(tone_codes(440, 0.2), ssrc=3), s1.local_address("a"))
+    await b.wait_for(10)  # the relay does not care
+    assert await s1.close() == ""
+    assert "crash" in caplog.text
+    # The next recorded call gets a new encoder.
+    s2 = await engine.create_session(call_id="after", app_id="app1", record=True)
+    assert engine.recorders.pids and engine.recorders.pids != [pid]
+    s2.set_remote("b", *b.address)
+    s2.start_recording()
+    await a.stream(frames(tone_codes(440, 0.5), ssrc=4), s2.local_address("a"))
+    name = await s2.close()
+    assert name and (engine.recordings_dir / "app1" / name).is_file()
     a.close()
     b.close()

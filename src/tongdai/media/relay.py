@@ -25,13 +25,12 @@ import re
 import socket
 import time
 from array import array
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from tongdai.media.engine import Leg, MediaEngine, MediaSession, MediaUnavailable
 from tongdai.media.ports import PortPool
-from tongdai.media.recorder import Batch, CallRecorder
+from tongdai.media.recorder import Batch, CallRecorder, RecorderPool
 from tongdai.rtp.packet import is_rtcp
 
 __all__ = ["RelayEngine", "RelaySession"]
@@ -176,9 +175,9 @@ class RelaySession:
         if not self.record or self._recorder is not None or self._closing is not None:
             return
         engine = self._engine
-        self._recorder = CallRecorder(
+        self._recorder = engine.recorders.open(
             directory=engine.recordings_dir / self.app_id, start=_monotonic(),
-            executor=engine.executor, bitrate=engine.mp3_bitrate, call_id=self.call_id)
+            call_id=self.call_id)
         for leg in self._legs.values():
             leg.rtp.packets, leg.rtp.arrivals = [], array("d")
         loop = asyncio.get_running_loop()
@@ -235,29 +234,24 @@ class RelayEngine:
     ``advertise`` is the address to put into SDP when ``host`` is not reachable as
     such (``0.0.0.0``, or a private address behind 1:1 NAT); it defaults to ``host``
     (resolved to an IP address by ``start``, if it is a name).
-    Recording steps run on one dedicated thread, so at most one of them competes
-    with the event loop for the GIL at a time (LAME itself runs without the GIL).
+    Recordings are mixed and encoded by ``encoder_processes`` separate processes
+    (``tongdai.media.encoder``), started with the first recorded call, so that work
+    never holds this process's GIL while packets wait to be relayed.
     """
 
     def __init__(self, host: str, port_range: tuple[int, int], recordings_dir: Path, *,
                  advertise: str | None = None, mp3_bitrate: int = 32,
-                 flush_interval: float = 1.0) -> None:
+                 encoder_processes: int = 1, flush_interval: float = 1.0) -> None:
         self.host = host
         self._advertise = advertise
         self._bind_ip = host
         self.recordings_dir = recordings_dir
-        self.mp3_bitrate = mp3_bitrate
         self.flush_interval = flush_interval
+        self.recorders = RecorderPool(processes=encoder_processes, bitrate=mp3_bitrate)
         self._family = socket.AF_INET
         self._pool = PortPool(*port_range)
         self._sessions: set[RelaySession] = set()
-        self._executor: ThreadPoolExecutor | None = None
-
-    @property
-    def executor(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            raise RuntimeError("the media engine is not started: await RelayEngine.start()")
-        return self._executor
+        self._started = False
 
     @property
     def sessions(self) -> int:
@@ -282,20 +276,21 @@ class RelayEngine:
             ip = ipaddress.ip_address(infos[0][4][0])
         self._bind_ip = str(ip)
         self._family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="tongdai-recorder")
+        self._started = True
 
     async def stop(self) -> None:
-        """Close every session (finishing their recordings), then the recorder thread."""
+        """Close every session (finishing their recordings), then the encoders."""
         await asyncio.gather(*(s.close() for s in list(self._sessions)))
-        if self._executor is not None:
-            executor, self._executor = self._executor, None
-            await asyncio.to_thread(executor.shutdown)
+        await self.recorders.stop()
+        self._started = False
 
     async def create_session(self, *, call_id: str, app_id: str, record: bool) -> RelaySession:
         if not _APP_ID.fullmatch(app_id):
             raise ValueError(f"app_id {app_id!r} must be letters, digits, '_' or '-'")
-        self.executor  # noqa: B018  (fail early, before taking ports, if not started)
+        if not self._started:
+            raise RuntimeError("the media engine is not started: await RelayEngine.start()")
+        if record:
+            await self.recorders.ready()
         legs: list[_Leg] = []
         try:
             while len(legs) < 2:
