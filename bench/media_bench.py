@@ -3,7 +3,8 @@
     python bench/media_bench.py [--steps 50,100,200,300,400] [--seconds 4] [--no-uvloop]
 
 The relay (``RelayEngine``, recording on) runs in its own process so its CPU can be
-measured alone (user + system time of the process, recorder thread included). This
+measured alone (user + system time), and so can its recording encoder process
+("enc CPU"); their sum is what the calls cost. This
 process is the RTP generator: N calls, each two "phones" on their own UDP sockets,
 sending 20 ms PCMU packets (160-byte payload) at 50 packets/s per direction, the
 calls' send times spread over the 20 ms so they are not in lock step. Every packet
@@ -87,7 +88,7 @@ async def _relay(conn: Connection, recordings: Path, record: bool) -> None:
             return out
         if cmd == "cpu":
             t = os.times()
-            return t.user + t.system
+            return t.user + t.system, sum(_proc_cpu(pid) for pid in engine.recorders.pids)
         if cmd == "close":
             start = time.monotonic()
             names = await asyncio.gather(*(s.close() for s in sessions))
@@ -118,6 +119,13 @@ async def _relay(conn: Connection, recordings: Path, record: bool) -> None:
     loop.add_reader(conn.fileno(), readable)
     await done.wait()
     loop.remove_reader(conn.fileno())
+
+
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process (fields 14 and 15 of its stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # The generator ----------------------------------------------------------------------
@@ -244,8 +252,8 @@ def main() -> None:
     print(f"media_bench: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} "
           f"{load[2]:.2f}; relay loop: {'asyncio' if args.no_uvloop else 'uvloop'}; "
           f"{args.seconds:g} s per run; recording {'off' if args.no_record else 'on'}")
-    head = (f"{'calls':>5} {'pkt/s':>7} {'relay CPU':>9} {'lost':>5} {'base p99':>8} "
-            f"{'relay p99':>9} {'added':>6} {'max':>6} {'close':>6}")
+    head = (f"{'calls':>5} {'pkt/s':>7} {'relay CPU':>9} {'enc CPU':>7} {'lost':>5} "
+            f"{'base p99':>8} {'relay p99':>9} {'added':>6} {'max':>6} {'close':>6}")
     print(head)
     print("-" * len(head))
     best = 0
@@ -261,9 +269,11 @@ def main() -> None:
                 via = []
                 for a_leg, b_leg in legs:
                     via += [a_leg, b_leg]  # phone A sends to leg a, phone B to leg b
-                cpu0, t0 = call(parent, "cpu"), time.monotonic()
+                (relay0, enc0), t0 = call(parent, "cpu"), time.monotonic()
                 res = run.run(via, args.seconds)
-                cpu = (call(parent, "cpu") - cpu0) / (time.monotonic() - t0)
+                relay1, enc1 = call(parent, "cpu")
+                elapsed = time.monotonic() - t0
+                cpu, enc_cpu = (relay1 - relay0) / elapsed, (enc1 - enc0) / elapsed
                 close_s, files = call(parent, "close")
             finally:
                 run.close()
@@ -271,6 +281,7 @@ def main() -> None:
             expected = 0 if args.no_record else n
             ok = res["lost"] == 0 and base["lost"] == 0 and added <= 5.0 and files == expected
             print(f"{n:>5} {res['sent'] / args.seconds:>7.0f} {cpu * 100:>8.0f}% "
+                  f"{enc_cpu * 100:>6.0f}% "
                   f"{res['lost']:>5} {base['p99_ms']:>6.2f}ms {res['p99_ms']:>7.2f}ms "
                   f"{added:>4.2f}ms {res['max_ms']:>4.0f}ms {close_s:>5.2f}s"
                   + ("" if ok else "  <- limit"), flush=True)

@@ -1,10 +1,9 @@
 """The recording encoder process: batches of RTP in, MP3 files out.
 
-Recording runs in its own process (``python -m tongdai.media.encoder``, started by
-``tongdai.media.recorder.RecorderPool``) so that decoding, mixing and MP3 encoding
-never hold the relay's GIL: a relay sharing a GIL with a busy thread waits for it,
-which shows up as jitter on every call. Here it only costs CPU, on another core
-when there is one.
+Recording runs in its own process (``RecorderPool`` in ``tongdai.media.recorder``
+runs ``main`` here) so that decoding, mixing and MP3 encoding never hold the relay's
+GIL: a relay sharing a GIL with a busy thread waits for it, which shows up as jitter
+on every call. Here it only costs CPU, on another core when there is one.
 
 The parent writes frames to our stdin and reads replies from our stdout. A frame is
 a 4-byte big-endian length and a pickled tuple (both ends are tongdai; the pipe is

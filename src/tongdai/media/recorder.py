@@ -64,7 +64,7 @@ class _Worker:
         if self.alive:
             return
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tongdai.media.encoder",
+            sys.executable, "-c", "from tongdai.media.encoder import main; main()",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         self.generation += 1
         self._reader = asyncio.get_running_loop().create_task(self._read(self.proc))
