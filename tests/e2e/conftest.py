@@ -216,7 +216,7 @@ def phones(tmp_path: Path, audio: dict[str, Path]) -> Iterator[Phones]:
 def sipp(*args: str, cwd: Path, timeout: float = 60) -> subprocess.Popen[bytes]:
     """Start SIPp in the background (always -nostdin)."""
     return subprocess.Popen(
-        ["sipp", *args, "-nostdin"], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        ["sipp", *args, "-nostdin"], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
 
 

@@ -55,7 +55,7 @@ class Pbx:
         return subprocess.Popen(
             ["sipp", "-sf", str(path), "-i", "127.0.0.1", "-p", str(self.carrier_port),
              "-mp", str(free_port()), "-m", "1", "-timeout", "60", "-nostdin", *extra],
-            cwd=self.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=self.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
 
     def phone(self, phones: Phones, user: str, tone: str = "tone440") -> Baresip:
@@ -199,7 +199,7 @@ def test_inbound_did(pbx: Pbx, phones: Phones, audio: dict[str, Path]) -> None:
         ["sipp", pbx.server.sip, "-sf", str(path), "-s", DID, "-i", "127.0.0.1",
          "-p", str(pbx.carrier_port), "-mp", str(free_port()), "-m", "1", "-d", "2000",
          "-timeout", "30", "-nostdin"],
-        cwd=pbx.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=pbx.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     a.ctl.wait_event("CALL_ESTABLISHED", 10)
     assert _finish(carrier) == 0

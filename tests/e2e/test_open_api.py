@@ -72,7 +72,7 @@ class Api:
         return subprocess.Popen(
             ["sipp", "-sf", str(path), "-i", "127.0.0.1", "-p", str(self.carrier_port),
              "-mp", str(free_port()), "-m", "1", "-timeout", "60", "-nostdin"],
-            cwd=self.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=self.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
 
 
