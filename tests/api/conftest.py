@@ -8,10 +8,11 @@ from fastapi import FastAPI
 
 from tongdai.api import AuthThrottle, create_api
 from tongdai.bus import InProcessBus
+from tongdai.media.urls import RecordingSigner
 from tongdai.settings import Settings
 from tongdai.store import Store
 
-from .support import REALM, FakeCalls, StubRecordings, Tenant, Tenants
+from .support import REALM, FakeCalls, Tenant, Tenants
 
 
 @pytest.fixture
@@ -37,8 +38,8 @@ def calls() -> FakeCalls:
 
 
 @pytest.fixture
-def recordings() -> StubRecordings:
-    return StubRecordings()
+def recordings() -> RecordingSigner:
+    return RecordingSigner(b"k" * 32, "http://media.test", 900)
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def throttle() -> AuthThrottle:
 @pytest.fixture
 def api(
     settings: Settings, store: Store, bus: InProcessBus, calls: FakeCalls,
-    recordings: StubRecordings, throttle: AuthThrottle,
+    recordings: RecordingSigner, throttle: AuthThrottle,
 ) -> FastAPI:
     return create_api(settings=settings, store=store, bus=bus, calls=calls,
                       recordings=recordings, throttle=throttle)

@@ -41,17 +41,6 @@ class FakeCalls:
         return call_id
 
 
-class StubRecordings:
-    def __init__(self, ttl: int = 900) -> None:
-        self.ttl = ttl
-        self.signed: list[tuple[str, str]] = []
-
-    def signed_url(self, app_id: str, name: str, now: float) -> tuple[str, int]:
-        self.signed.append((app_id, name))
-        exp = int(now) + self.ttl
-        return f"http://media.test/recordings/{name}?app={app_id}&exp={exp}&sig=x", exp
-
-
 @dataclass
 class Tenant:
     app: AppRec

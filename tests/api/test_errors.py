@@ -15,10 +15,11 @@ from starlette.routing import Route
 
 from tongdai.api import create_api
 from tongdai.bus import InProcessBus
+from tongdai.media.urls import RecordingSigner
 from tongdai.settings import Settings
 from tongdai.store import Store
 
-from .support import FakeCalls, StubRecordings, Tenants, sqlite_only
+from .support import FakeCalls, Tenants, sqlite_only
 
 TOKEN_URL = "/oapi/v1/voice/auth_token"
 
@@ -80,7 +81,8 @@ async def test_unexpected_errors_are_500_without_details(
         raise RuntimeError("secret internal detail")
 
     api = create_api(settings=Settings(), store=store, bus=InProcessBus(), calls=FakeCalls(),
-                     recordings=StubRecordings(), extra_routes=[Route("/boom", boom)])
+                     recordings=RecordingSigner(b"k" * 32, "http://media.test", 900),
+                     extra_routes=[Route("/boom", boom)])
     transport = httpx.ASGITransport(app=api)
     with caplog.at_level(logging.ERROR, logger="tongdai.api"):
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as c:
@@ -145,7 +147,8 @@ async def test_fuzzed_queries_never_500(
 
 
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
         st.sampled_from(["sipUser", "sipPassword", "x"]), inner, max_size=3),
     max_leaves=8,

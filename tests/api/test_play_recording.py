@@ -5,9 +5,10 @@ import time
 import httpx
 import pytest
 
+from tongdai.media.urls import RecordingSigner
 from tongdai.store import Store
 
-from .support import StubRecordings, Tenant, Tenants, cdr, sha, sqlite_only
+from .support import Tenant, Tenants, cdr, sha, sqlite_only
 
 URL = "/oapi/v1/call/play_recording"
 MEDIA = "call_recording_dl5m5j5hfh4n8njj1oor.mp3"
@@ -23,18 +24,29 @@ async def recorded(store: Store, tenants: Tenants) -> None:
     await store.add_cdr(cdr(tenants.a.app_id, time.time() - 600, "call-rec", recording=MEDIA))
 
 
+def url_parts(url: str) -> tuple[str, str, int, str]:
+    u = httpx.URL(url)
+    _, kind, app_id, name = u.path.split("/")
+    assert kind == "recordings"
+    return app_id, name, int(u.params["expires"]), u.params["sig"]
+
+
 @pytest.mark.usefixtures("recorded")
 async def test_returns_a_signed_url_of_the_apps_recording(
-    client: httpx.AsyncClient, tenants: Tenants, recordings: StubRecordings
+    client: httpx.AsyncClient, tenants: Tenants, recordings: RecordingSigner
 ) -> None:
     a = tenants.a
     r = await client.get(URL, params=signed(a, MEDIA))
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == {"url", "expire"}
-    assert body["url"].startswith("http://media.test/recordings/" + MEDIA)
+    assert body["url"].startswith(f"http://media.test/recordings/{a.app_id}/{MEDIA}?")
     assert int(time.time()) + 890 <= body["expire"] <= int(time.time()) + 900
-    assert recordings.signed == [(a.app_id, MEDIA)]
+    app_id, name, expires, sig = url_parts(body["url"])
+    assert (app_id, name, expires) == (a.app_id, MEDIA, body["expire"])
+    assert recordings.verify(app_id, name, expires, sig, time.time())
+    assert not recordings.verify(tenants.b.app_id, name, expires, sig, time.time())
+    assert not recordings.verify(app_id, name, expires, sig, expires + 1)
     q = signed(a, MEDIA)
     q["hash"] = q["hash"].upper()
     assert (await client.get(URL, params=q)).status_code == 200
@@ -42,7 +54,7 @@ async def test_returns_a_signed_url_of_the_apps_recording(
 
 @pytest.mark.usefixtures("recorded")
 async def test_another_apps_recording_is_not_found(
-    client: httpx.AsyncClient, tenants: Tenants, recordings: StubRecordings
+    client: httpx.AsyncClient, tenants: Tenants
 ) -> None:
     b = tenants.b
     r = await client.get(URL, params=signed(b, MEDIA))
@@ -51,7 +63,7 @@ async def test_another_apps_recording_is_not_found(
     # Naming app A with B's secret is an auth failure, not a lookup.
     r = await client.get(URL, params=signed(b, MEDIA, app_id=tenants.a.app_id))
     assert r.status_code == 401
-    assert recordings.signed == []
+    assert "url" not in r.json()
 
 
 @pytest.mark.usefixtures("recorded")

@@ -19,10 +19,11 @@ from websockets.exceptions import ConnectionClosed
 
 from tongdai.api import create_api
 from tongdai.bus import Event, InProcessBus
+from tongdai.media.urls import RecordingSigner
 from tongdai.settings import Settings
 from tongdai.store import Store, TokenRec
 
-from .support import FakeCalls, StubRecordings, Tenants, sha, sqlite_only
+from .support import FakeCalls, Tenants, sha, sqlite_only
 
 
 @asynccontextmanager
@@ -51,7 +52,7 @@ def ws_settings() -> Settings:
 @pytest.fixture
 async def base(
     ws_settings: Settings, store: Store, bus: InProcessBus, calls: FakeCalls,
-    recordings: StubRecordings,
+    recordings: RecordingSigner,
 ) -> AsyncIterator[str]:
     app = create_api(settings=ws_settings, store=store, bus=bus, calls=calls,
                      recordings=recordings)
@@ -233,7 +234,7 @@ async def test_open_socket_closes_when_its_token_expires(
 
 
 async def test_pings_and_revocation_while_connected(
-    store: Store, bus: InProcessBus, calls: FakeCalls, recordings: StubRecordings,
+    store: Store, bus: InProcessBus, calls: FakeCalls, recordings: RecordingSigner,
     tenants: Tenants,
 ) -> None:
     settings = Settings(ws_ping_interval=0.2)
