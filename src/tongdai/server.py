@@ -193,12 +193,13 @@ async def serve(
 
 def _print_banner(pbx: Pbx, info: dict[str, object] | None) -> None:
     s = pbx.settings
+    db = "PostgreSQL" if "postgresql" in s.db_url else "SQLite"
     lines = [
         f"tongdai {__version__} is running",
         f"  SIP       udp+tcp {s.sip_host}:{pbx.sip_port}  (domain/realm {s.domain})",
         f"  Open API  http://{s.http_host}:{pbx.http_port()}  (docs: /docs)",
         f"  RTP       {s.sip_host} ports {s.rtp_ports}",
-        f"  data      {s.data_dir.resolve()}  ({'PostgreSQL' if 'postgresql' in s.db_url else 'SQLite'})",
+        f"  data      {s.data_dir.resolve()}  ({db})",
         "  stop with Ctrl-C",
     ]
     print("\n".join(lines), flush=True)

@@ -11,7 +11,7 @@
 | anything else (404, 403, 5xx, no route, trunk down) | ERROR     | ERROR   |
 
 Seconds are rounded half up from the call's wall-clock times: ``duration_seconds`` =
-end − start, ``billing_seconds`` = end − answer (0 when never answered).
+end - start, ``billing_seconds`` = end - answer (0 when never answered).
 """
 
 from __future__ import annotations

@@ -141,6 +141,9 @@ class Registrar:
                 addrs: list[NameAddr] = []
                 for c in contacts:
                     addrs.extend(parse_name_addrs(c))
+                if any(na.is_star for na in addrs):
+                    # "*" is only valid alone (RFC 3261 §10.3 step 6).
+                    raise RemoteProtocolError(400, "Contact * must stand alone")
             except RemoteProtocolError:
                 self.respond(txn, make_response(req, 400, "Bad Contact"))
                 return

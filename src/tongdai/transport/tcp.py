@@ -10,8 +10,9 @@ import logging
 from collections.abc import Callable
 from typing import cast
 
-from tongdai.sip.errors import RemoteProtocolError
-from tongdai.sip.parser import StreamFramer
+from tongdai.sip.errors import LocalProtocolError, RemoteProtocolError
+from tongdai.sip.message import make_response, serialize
+from tongdai.sip.parser import FramingError, StreamFramer
 from tongdai.sip.peer import Peer
 
 log = logging.getLogger("tongdai.sip.tcp")
@@ -38,9 +39,19 @@ class _Conn(asyncio.Protocol):
         assert self.peer is not None and self.transport is not None
         try:
             messages = self.framer.feed(data)
-        except RemoteProtocolError as exc:
-            # Framing is lost on a stream: the only safe answer is closing (§18.3).
+        except FramingError as exc:
+            # Framing is lost on a stream: handle what came before, answer the broken
+            # request if it can be answered, then close (RFC 3261 §18.3).
+            for msg in exc.messages:
+                self.listener.on_message(msg, self.peer)
+            if exc.request is not None and exc.status is not None:
+                self.transport.write(serialize(make_response(exc.request, exc.status,
+                                                             exc.reason)))
             log.info("closing tcp %s:%s: %s", self.peer.host, self.peer.port, exc.reason)
+            self.transport.close()
+            return
+        except (RemoteProtocolError, LocalProtocolError) as exc:
+            log.info("closing tcp %s:%s: %s", self.peer.host, self.peer.port, exc)
             self.transport.close()
             return
         pings = self.framer.take_pings()
