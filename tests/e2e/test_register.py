@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from tests.e2e.conftest import Phones, Server, free_port, scenario, wait_until
+from tests.e2e.lossy import LossyRelay
 
 pytestmark = pytest.mark.e2e
 
@@ -24,7 +24,9 @@ def _provision(server: Server, n: int) -> tuple[str, Path]:
     return app["app_id"], csv
 
 
-def _run_sipp(server: Server, csv: Path, count: int, rate: int = 50) -> subprocess.CompletedProcess[str]:
+def _run_sipp(
+    server: Server, csv: Path, count: int, rate: int = 50
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["sipp", server.sip, "-sf", scenario("register_auth_uac.xml"), "-inf", str(csv),
          "-i", "127.0.0.1", "-p", str(free_port()), "-m", str(count), "-r", str(rate),
@@ -109,3 +111,26 @@ def test_pjsua2_registers(server: Server, transport: str) -> None:
     assert states and states[0].startswith("REG_STATE 200"), res.stdout + res.stderr
     regs = server.cli("registration", "list")
     assert not any(r["sip_user"] == "pjuser" for r in regs)  # it unregistered at the end
+
+
+def test_registrations_complete_under_20_percent_loss(server: Server) -> None:
+    app = server.cli("app", "create", "lossy")
+    devices = [(f"loss{i:03d}", f"pw-{i:03d}-secret") for i in range(40)]
+    server.add_devices(app["app_id"], devices)
+    csv = server.data_dir.parent / "loss.csv"
+    csv.write_text("SEQUENTIAL\n" + "".join(
+        f"{u};{p};[authentication username={u} password={p}];\n" for u, p in devices))
+    with LossyRelay(("127.0.0.1", server.sip_port), loss=0.2) as relay:
+        res = subprocess.run(
+            ["sipp", f"127.0.0.1:{relay.port}", "-sf", scenario("register_auth_uac.xml"),
+             "-inf", str(csv), "-i", "127.0.0.1", "-p", str(free_port()), "-m", "40",
+             "-r", "20", "-max_non_invite_retrans", "12", "-timeout", "120", "-nostdin",
+             "-trace_stat", "-stf", str(csv.parent / "loss-stat.csv")],
+            capture_output=True, text=True, timeout=150, cwd=csv.parent,
+        )
+    assert relay.dropped > 10  # the loss really happened
+    stat = (csv.parent / "loss-stat.csv").read_text().splitlines()
+    row = dict(zip(stat[0].split(";"), stat[-1].split(";"), strict=False))
+    assert res.returncode == 0, res.stderr[-1000:]
+    assert row["SuccessfulCall(C)"] == "40"
+    assert int(row["Retransmissions(C)"]) > 0  # completed through retransmission
