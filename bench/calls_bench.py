@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sipbench import SippResult, Tongdai, free_port, print_table, run_sipp  # noqa: E402
+from sipbench import SippResult, Tongdai, free_port, print_table, run_sipp
 
 HERE = Path(__file__).parent
 

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sipbench import SippResult, Tongdai, free_port, print_table, run_sipp  # noqa: E402
+from sipbench import SippResult, Tongdai, free_port, print_table, run_sipp
 
 HERE = Path(__file__).parent
 
@@ -48,7 +48,8 @@ def main() -> None:
     results: list[SippResult] = []
     best = 0
     try:
-        sipp_args = [f"127.0.0.1:{td.sip_port}", "-sf", str(HERE / "scenarios/register_auth_uac.xml"),
+        sipp_args = [f"127.0.0.1:{td.sip_port}", "-sf",
+                     str(HERE / "scenarios/register_auth_uac.xml"),
                      "-inf", str(csv), "-i", "127.0.0.1", "-p", str(free_port())]
         # warm the device cache once
         run_sipp(sipp_args, rate=500, count=min(args.devices, 2000), server_pid=td.pid,

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.e2e.baresip_ctl import Baresip
 
 HERE = Path(__file__).parent

@@ -14,7 +14,7 @@ import pjsua2 as pj
 
 
 class Acc(pj.Account):  # type: ignore[misc]
-    def onRegState(self, prm: "pj.OnRegStateParam") -> None:  # noqa: N802 (PJSIP's name)
+    def onRegState(self, prm: pj.OnRegStateParam) -> None:
         print("REG_STATE", prm.code, prm.reason, flush=True)
 
 

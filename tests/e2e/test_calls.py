@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.e2e.audiocheck import dominant_hz, rms
 from tests.e2e.baresip_ctl import Baresip
 from tests.e2e.conftest import Phones, Server, free_port, make_server, scenario, wait_until
