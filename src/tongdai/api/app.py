@@ -33,11 +33,12 @@ MAX_BODY = 16 * 1024
 MAX_QUERY = 4 * 1024
 
 _ERRORS_DOC = """
-Every error is JSON `{"code": "...", "message": "..."}`: `code` is stable
+Every error is JSON `{{"code": "...", "message": "..."}}`: `code` is stable
 (`invalid_parameter`, `device_offline`, `unauthorized`, `not_found`,
-`method_not_allowed`, `too_large`, `rate_limited`, `internal_error`), `message` is one
-sentence naming the parameter at fault. After 20 failed authentications within a
-minute an address gets 429 for 5 minutes, with a Retry-After header.
+`method_not_allowed`, `too_large`, `rate_limited`, `upgrade_required`,
+`internal_error`), `message` is one sentence naming the parameter at fault.
+After {limit} failed authentications within {window:g} s an address gets 429 for
+{block:g} s (whatever the credentials), with a Retry-After header.
 """
 
 
@@ -87,7 +88,9 @@ def create_api(
         version="1",
         description=(
             "Click-to-call, call histories, recordings and live call signals for "
-            "integrating applications (CRMs).\n" + _ERRORS_DOC +
+            "integrating applications (CRMs).\n"
+            + _ERRORS_DOC.format(limit=the_throttle.limit, window=the_throttle.window,
+                                 block=the_throttle.block) +
             "\n## Live call signals (websocket)\n" + ws_doc
         ),
         lifespan=lifespan,
