@@ -158,10 +158,10 @@ class Baresip:
         return sorted(self.rec_dir.glob("*-dec.wav"))
 
     def add_account(self, user: str, password: str, registrar: str, *, transport: str = "udp",
-                    extra: str = "") -> None:
+                    answer: str = "auto", extra: str = "") -> None:
         tp = ";transport=tcp" if transport == "tcp" else ""
         line = (f"<sip:{user}@{registrar}{tp}>;auth_user={user};auth_pass={password};"
-                f"regint=300;answermode=auto;audio_codecs=PCMU{extra}")
+                f"regint=300;answermode={answer};audio_codecs=PCMU{extra}")
         self.ctl.cmd("uanew", line)
 
     def stop(self) -> None:

@@ -110,6 +110,29 @@ def test_click_to_call_offline_device_is_400(api: Api) -> None:
     assert r.json()["code"] == "device_offline"
 
 
+def test_click_to_call_rejected_by_the_agent(api: Api, phones: Phones) -> None:
+    """The agent's phone declines: the call ends there and the number is never dialled."""
+    agent = phones.start("agent-rejects", "tone440")
+    agent.add_account("agent", "agent-secret-pw", api.server.sip, answer="manual")
+    agent.ctl.wait_event("REGISTER_OK", 10)
+    r = api.click_to_call("0907777777")
+    assert r.status_code == 200, r.text
+    incoming = agent.ctl.wait_event("CALL_INCOMING", 10)
+    assert "0907777777" in json.dumps(incoming)  # the agent sees whom they are calling
+    agent.ctl.cmd("hangup")  # baresip declines an unanswered call
+    rec = wait_until(lambda: next((h for h in api.histories()["data"]
+                                   if h["callee"]["number"] == "0907777777"), None), timeout=10)
+    assert rec["status_detail"] in ("BUSY", "ERROR")
+    assert rec["billing_seconds"] == 0 and rec["recording"] == ""
+    # the call ended on the agent's own answer: the number was never dialled (no carrier
+    # listens on the trunk, which would have ended it with a timeout instead)
+    cdr = next(c for c in api.server.cli("cdr", "list", "--app", api.app_id)
+               if c["callee"]["number"] == "0907777777")
+    assert cdr["sip_code"] in (486, 603) and cdr["hangup_by"] == "caller"
+    agent.stop()
+    wait_until(lambda: api.click_to_call("0907777777").status_code == 400, timeout=15)
+
+
 def test_click_to_call_end_to_end(api: Api, phones: Phones, audio: dict[str, Path]) -> None:
     token = api.token()
     agent = phones.start("agent", "tone440")

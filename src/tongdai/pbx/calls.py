@@ -487,7 +487,8 @@ class CallService:
             self.shell.send_response(a.txn, self.legs.response(a, mapped))
         if call.kind == "click_to_call" and leg.name == "b" and a is not None:
             self._bye(a)
-        self._finish(call, outcome, code, "callee")
+        # In click-to-call leg a is the agent: the calling side.
+        self._finish(call, outcome, code, "caller" if leg.name == "a" else "callee")
 
     def _relay_provisional(self, call: Call, resp: Response) -> None:
         a = call.a
