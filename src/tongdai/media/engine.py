@@ -34,6 +34,10 @@ class MediaSession(Protocol):
     def last_activity(self) -> float:
         """``time.monotonic()`` of the last RTP packet from either leg (or of creation)."""
 
+    def leg_activity(self, leg: Leg) -> float:
+        """``time.monotonic()`` of the last RTP packet from ``leg`` (or of creation):
+        a leg that fell silent while the other still talks has vanished."""
+
     def local_address(self, leg: Leg) -> tuple[str, int]:
         """Our RTP address for ``leg`` (put it in that leg's SDP); RTCP is port + 1."""
 

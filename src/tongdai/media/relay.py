@@ -156,6 +156,9 @@ class RelaySession:
         a, b = self._legs["a"].rtp, self._legs["b"].rtp
         return max(self._created, a.last, b.last)
 
+    def leg_activity(self, leg: Leg) -> float:
+        return max(self._created, self._legs[leg].rtp.last)
+
     @property
     def ports(self) -> tuple[int, int]:
         """The RTP ports of legs a and b."""
@@ -217,15 +220,15 @@ class RelaySession:
         end = _monotonic()
         if self._timer is not None:
             self._timer.cancel()
-        recorder = self._recorder
-        batch = self._batch() if recorder is not None else None
         try:
             await asyncio.gather(*(leg.close() for leg in self._legs.values()))
         finally:
             self._engine.release(self)
-        if recorder is None or batch is None:
+        recorder = self._recorder
+        if recorder is None:
             return ""
-        return await recorder.finish(batch, end)
+        # Taken after the sockets closed: every packet that made it in is recorded.
+        return await recorder.finish(self._batch(), end)
 
 
 class RelayEngine:

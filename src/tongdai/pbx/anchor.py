@@ -50,6 +50,14 @@ def rewrite(body: bytes, host: str, port: int) -> bytes:
     return sdp.serialize()
 
 
+def on_hold(body: bytes) -> bool:
+    """Whether an offer puts the call on hold (sendonly/inactive, or c=0.0.0.0)."""
+    try:
+        return SessionDescription.parse(body).on_hold
+    except SdpError:
+        return False
+
+
 def chosen_codec(answer: bytes) -> str | None:
     """The first audio payload type of an answer that tongdai can record."""
     try:

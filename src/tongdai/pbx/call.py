@@ -57,6 +57,7 @@ class Call:
     sip_code: int = 0
     hangup_by: str = ""
     finished: bool = False
+    on_hold: bool = False  # the last re-offer put the audio on hold
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     b_target_dev: DeviceRec | None = None
     events_sent: set[str] = field(default_factory=set)

@@ -556,6 +556,7 @@ class CallService:
         body = req.body
         ctype = req.headers.get("content-type")
         if req.method in ("INVITE", "UPDATE") and body:
+            call.on_hold = anchor.on_hold(body)
             self._answer_media(call, leg, body)
             body = anchor.rewrite(body, *call.media.local_address(other.name))
         fwd = other.dialog.create_request(req.method, body=body, content_type=ctype)
@@ -680,9 +681,12 @@ class CallService:
             for call in list(self.calls.values()):
                 if call.finished or call.answered_at is None or call.media is None:
                     continue
-                if now - call.media.last_activity > self.settings.media_timeout:
-                    log.info("call %s: no media for %ss; hanging up", call.call_id,
-                             self.settings.media_timeout)
+                if call.on_hold:
+                    continue  # a held call legitimately carries no RTP (RFC 3264 §8.4)
+                silent = now - min(call.media.leg_activity("a"), call.media.leg_activity("b"))
+                if silent > self.settings.media_timeout:
+                    log.info("call %s: no media from one side for %ss; hanging up",
+                             call.call_id, self.settings.media_timeout)
                     self._hangup(call, None, "system")
 
 
