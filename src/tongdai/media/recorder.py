@@ -37,6 +37,8 @@ log = logging.getLogger("tongdai.media")
 _ALPHABET = string.ascii_lowercase + string.digits
 # Unsent bytes to one encoder beyond which sessions hold their packets back.
 _BACKLOG = 8 << 20
+# A stuck disk must not keep a call (and its CDR) from ending.
+_FINISH_TIMEOUT = 120
 
 Batch = tuple[Sequence[bytes], Sequence[float], Sequence[bytes], Sequence[float]]
 
@@ -93,6 +95,10 @@ class _Worker:
                     fut.set_result(name)
         except asyncio.IncompleteReadError:
             pass
+        except Exception:
+            log.exception("the recording encoder (pid %s) misbehaved; stopping it", proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
         if self.pending:
             log.error("the recording encoder (pid %s) exited; %d recordings are lost",
                       proc.pid, len(self.pending))
@@ -192,4 +198,9 @@ class CallRecorder:
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._worker.pending[self.rid] = fut
         self._worker.send(("final", self.rid, batch, end))
-        return await fut
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), _FINISH_TIMEOUT)
+        except TimeoutError:
+            log.error("recording of call %s took over %d s to finish; leaving it out of "
+                      "the CDR", self.call_id, _FINISH_TIMEOUT)
+            return ""
