@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import socket
 import struct
 import subprocess
@@ -110,8 +111,14 @@ async def open_phone(port: int = 0) -> Phone:
 
 
 def free_range(size: int) -> tuple[int, int]:
-    """A range of ``size`` UDP ports on 127.0.0.1 free right now, starting even."""
-    for base in range(40000 + (time.monotonic_ns() // 1000 % 200) * 100, 60000, 100):
+    """A range of ``size`` UDP ports on 127.0.0.1 free right now, starting even.
+
+    Taken below Linux's ephemeral range (32768+), so that sockets bound to port 0
+    elsewhere cannot land in it between this check and the test's own binds.
+    """
+    bases = list(range(28000, 32768 - size, 64))
+    first = random.randrange(len(bases))
+    for base in bases[first:] + bases[:first]:
         socks: list[socket.socket] = []
         try:
             for p in range(base, base + size):
