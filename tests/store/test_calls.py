@@ -72,6 +72,24 @@ async def test_registrations_upsert_expire_purge(store: SqlStore) -> None:
     assert await store.load_registrations(now) == []
 
 
+async def test_sync_registrations_batches_upserts_and_deletes(store: SqlStore) -> None:
+    await _app_with(store, "a", "b")
+    now = time.time()
+    batch = [_reg("a", f"sip:a@h:{p}", now + 60) for p in range(5000, 5050)]
+    await store.sync_registrations(batch, [])
+    assert len(await store.load_registrations(now)) == 50
+    # refresh some, delete some, one for a device that no longer exists: it is skipped
+    refreshed = [replace(r, expires_at=now + 600) for r in batch[:10]]
+    gone = [("a", r.contact) for r in batch[10:20]]
+    await store.sync_registrations([*refreshed, _reg("ghost", "sip:g@h", now + 60),
+                                    _reg("b", "sip:b@h", now + 60)], gone)
+    regs = await store.load_registrations(now)
+    assert len(regs) == 41
+    assert {r.sip_user for r in regs} == {"a", "b"}
+    assert sum(1 for r in regs if r.expires_at > now + 300) == 10
+    await store.sync_registrations([], [])
+
+
 async def test_cdr_round_trip(store: SqlStore) -> None:
     app_id = await _app_with(store)
     cdr = _cdr(

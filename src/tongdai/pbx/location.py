@@ -38,7 +38,7 @@ class Location:
         self._dirty: dict[tuple[str, str], Registration | None] = {}
         self._task: asyncio.Task[None] | None = None
         self._pending_events: list[Event] = []
-        self._flushed = asyncio.Event()
+        self._last_purge = 0.0
 
     # Queries (no I/O) ----------------------------------------------------
 
@@ -189,12 +189,13 @@ class Location:
             return
         dirty, self._dirty = self._dirty, {}
         try:
-            for (sip_user, contact), reg in dirty.items():
-                if reg is None:
-                    await self.store.delete_registration(sip_user, contact)
-                else:
-                    await self.store.save_registration(reg)
-            await self.store.purge_registrations(self.wall())
+            upserts = [reg for reg in dirty.values() if reg is not None]
+            deletes = [key for key, reg in dirty.items() if reg is None]
+            await self.store.sync_registrations(upserts, deletes)
+            now = self.wall()
+            if now - self._last_purge > 60:
+                self._last_purge = now
+                await self.store.purge_registrations(now)
         except Exception:
             # Keep what failed for the next round, unless newer changes replaced it.
             for k, v in dirty.items():

@@ -82,6 +82,45 @@ class CallTables(Database):
         except IntegrityError:  # the only other constraint: the device must exist
             raise NotFound(f"device {reg.sip_user!r} does not exist") from None
 
+    async def sync_registrations(
+        self, upserts: Sequence[Registration], deletes: Sequence[tuple[str, str]]
+    ) -> None:
+        """Apply a batch of binding changes in one transaction (the location service
+        writes behind: one commit per batch, not per REGISTER)."""
+        if not upserts and not deletes:
+            return
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        async with self._write() as s:
+            if upserts:
+                rows = [
+                    {"sip_user": r.sip_user, "contact": r.contact,
+                     **{f: getattr(r, f) for f in _REG_FIELDS}}
+                    for r in upserts
+                ]
+                stmt = insert(RegistrationRow)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["sip_user", "contact"],
+                    set_={f: getattr(stmt.excluded, f) for f in _REG_FIELDS},
+                )
+                # Bindings of devices removed meanwhile would violate the foreign key:
+                # keep only those whose device still exists.
+                try:
+                    async with s.begin_nested():
+                        await s.execute(stmt, rows)
+                except IntegrityError:
+                    for row in rows:
+                        try:
+                            async with s.begin_nested():
+                                await s.execute(stmt, [row])
+                        except IntegrityError:
+                            continue
+            for sip_user, contact in deletes:
+                await s.execute(
+                    delete(RegistrationRow).where(
+                        RegistrationRow.sip_user == sip_user, RegistrationRow.contact == contact
+                    )
+                )
+
     async def delete_registration(self, sip_user: str, contact: str) -> None:
         async with self._write() as s:
             await s.execute(

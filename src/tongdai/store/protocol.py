@@ -63,6 +63,10 @@ class Store(Protocol):
     # Registrations (location service)
     async def save_registration(self, reg: Registration) -> None:
         """Insert or replace the binding (sip_user, contact)."""
+    async def sync_registrations(
+        self, upserts: Sequence[Registration], deletes: Sequence[tuple[str, str]]
+    ) -> None:
+        """Apply many binding changes in one transaction."""
     async def delete_registration(self, sip_user: str, contact: str) -> None: ...
     async def load_registrations(self, now: float) -> Sequence[Registration]:
         """Every binding that has not expired at ``now``."""
