@@ -87,6 +87,15 @@ def test_bare_date_as_end_runs_through_the_day() -> None:
     assert NOV1_HCM + 86399.999 < w.end < NOV1_HCM + 86400
 
 
+def test_an_end_with_whole_seconds_covers_that_second() -> None:
+    w = parse_window("2026-11-01 08:00:00", "2026-11-01 09:00:00", HCM)
+    assert NOV1_HCM + 9 * 3600 + 0.999 < w.end < NOV1_HCM + 9 * 3600 + 1
+    w = parse_window("1793466000", "1793469600", HCM)
+    assert 1793469600.999 < w.end < 1793469601
+    w = parse_window("2026-11-01 08:00:00", "2026-11-01T09:00:00.250", HCM)
+    assert w.end == NOV1_HCM + 9 * 3600 + 0.25
+
+
 def test_bare_date_end_in_a_dst_zone_spans_the_long_day() -> None:
     # 2026-11-01 is 25 hours long in New York (EDT ends).
     w = parse_window("2026-11-01", "2026-11-01", NY)

@@ -168,7 +168,11 @@ async def test_bare_dates_cover_whole_days_in_local_time(
     assert r.json()["total"] == 2  # "last" and "next-day"
     r = await get(client, signed(a, str(int(NOV1)), str(int(NOV1 + 86400))))
     assert r.json()["total"] == 3
+    # An end with whole seconds covers that whole second (the records show integer
+    # unix_timestamp), a fractional end is exact.
     r = await get(client, signed(a, "2026-11-01 00:00:00", "2026-11-01 23:59:59"))
+    assert r.json()["total"] == 2
+    r = await get(client, signed(a, "2026-11-01 00:00:00", "2026-11-01 23:59:59.4"))
     assert r.json()["total"] == 1
 
 

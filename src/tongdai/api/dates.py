@@ -33,8 +33,8 @@ _DATETIME = re.compile(
 _UNIX = re.compile(r"\d{1,18}", re.ASCII)
 # Unix seconds stay below 10**11 until the year 5138; bigger is almost surely milliseconds.
 _MAX_UNIX_SECONDS = 10**11
-# A bare date as an end bound runs to the last representable instant of that day.
-_END_OF_DAY_EPSILON = 1e-6
+# A bare date or whole second as an end bound runs to its last microsecond.
+_END_EPSILON = 1e-6
 
 
 class DateError(ValueError):
@@ -43,10 +43,17 @@ class DateError(ValueError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Instant:
-    """A parsed bound. ``ts`` is unix seconds. ``whole_day`` is set for a bare date."""
+    """A parsed bound: ``ts`` is unix seconds where it starts.
+
+    ``whole_day`` is set for a bare date and ``whole_second`` for a time without a
+    fraction (and unix seconds): as an end bound each covers that whole day or
+    second, so ``created_to=... 23:59:59`` includes a call at 23:59:59.4, the way
+    its integer ``unix_timestamp`` shows it.
+    """
 
     ts: float
     whole_day: bool
+    whole_second: bool = False
 
 
 def parse_instant(value: str, tz: tzinfo) -> Instant:
@@ -58,7 +65,7 @@ def parse_instant(value: str, tz: tzinfo) -> Instant:
         n = int(v)
         if n >= _MAX_UNIX_SECONDS:
             raise DateError("looks like unix milliseconds; send unix seconds")
-        return Instant(ts=float(n), whole_day=False)
+        return Instant(ts=float(n), whole_day=False, whole_second=True)
     if m := _DATE.fullmatch(v):
         try:
             d = date(int(m[1]), int(m[2]), int(m[3]))
@@ -78,9 +85,8 @@ def parse_instant(value: str, tz: tzinfo) -> Instant:
             dt = datetime.fromisoformat(text)
         except ValueError as exc:
             raise DateError(f"is not a real date and time ({exc})") from None
-        if dt.tzinfo is None:
-            return Instant(ts=_local_ts(dt, tz), whole_day=False)
-        return Instant(ts=dt.timestamp(), whole_day=False)
+        ts = _local_ts(dt, tz) if dt.tzinfo is None else dt.timestamp()
+        return Instant(ts=ts, whole_day=False, whole_second="." not in m["time"])
     raise DateError(f"must be a date: {ACCEPTED_FORMS}")
 
 
@@ -110,9 +116,10 @@ class WindowError(ValueError):
 def parse_window(created_from: str, created_to: str, tz: tzinfo) -> Window:
     """Both bounds, checked: ``from`` not after ``to`` and at most 31 days apart.
 
-    The span is measured to the exclusive end, so ``2026-01-01`` .. ``2026-01-31``
-    (31 whole days) and ``2026-01-01 00:00:00`` .. ``2026-02-01 00:00:00`` pass, and
-    ``2026-01-01`` .. ``2026-02-01`` (32 days) does not.
+    The span is ``to - from``, where a bare-date ``to`` stands for the end of its day:
+    ``2026-01-01`` .. ``2026-01-31`` (31 whole days) and ``2026-01-01 00:00:00`` ..
+    ``2026-02-01 00:00:00`` pass; ``2026-01-01`` .. ``2026-02-01`` (32 days) does not.
+    The listed range then runs through the end of ``to``'s day or second.
     """
     try:
         lo = parse_instant(created_from, tz)
@@ -127,15 +134,18 @@ def parse_window(created_from: str, created_to: str, tz: tzinfo) -> Window:
             end_excl = _next_local_midnight(hi.ts, tz)
         except (OverflowError, ValueError):
             raise WindowError("created_to", "created_to is past the last supported date.") from None
+        # A bare date spans its whole day, so the 31 days count to the day's end.
+        span_end = end_excl
     else:
-        end_excl = hi.ts
-    if lo.ts > end_excl or (lo.ts == end_excl and hi.whole_day):
+        end_excl = hi.ts + 1.0 if hi.whole_second else hi.ts
+        span_end = hi.ts
+    if lo.ts > span_end or (lo.ts == span_end and hi.whole_day):
         raise WindowError("created_from", "created_from must not be after created_to.")
-    if end_excl - lo.ts > MAX_WINDOW.total_seconds():
+    if span_end - lo.ts > MAX_WINDOW.total_seconds():
         raise WindowError(
             "created_to", "created_to must be at most 31 days after created_from."
         )
-    end = end_excl - _END_OF_DAY_EPSILON if hi.whole_day else end_excl
+    end = end_excl - _END_EPSILON if hi.whole_day or hi.whole_second else hi.ts
     return Window(start=lo.ts, end=end)
 
 
