@@ -3,7 +3,8 @@
 The seed only says "Ngày" (date), so we accept what integrators naturally send and
 reject the rest with a message that lists the accepted forms:
 
-- ``YYYY-MM-DD`` (a whole day; as ``created_to`` it means through the end of that day)
+- ``YYYY-MM-DD`` (a whole day; as ``created_to`` it means through the end of that day,
+  and a time without a fraction, through the end of that second)
 - ``YYYY-MM-DD HH:MM[:SS[.ffffff]]`` and the same with ``T`` between date and time
 - either of the above followed by ``Z`` or an offset ``±HH:MM`` / ``±HHMM`` (ISO 8601)
 - unix seconds: an integer
