@@ -125,7 +125,7 @@ def run_sipp(args: list[str], *, rate: int, count: int, server_pid: int | None,
     t0 = time.monotonic()
     subprocess.run(
         ["sipp", *args, "-r", str(rate), "-m", str(count), "-nostdin", "-trace_stat",
-         "-stf", str(stat), "-trace_rtt", "-rtt_freq", "1000000", "-l", str(max(rate * 10, 100)),
+         "-stf", str(stat), "-trace_rtt", "-rtt_freq", "100", "-l", str(max(rate * 10, 100)),
          "-timeout", "120"],
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300,
     )
@@ -137,8 +137,9 @@ def run_sipp(args: list[str], *, rate: int, count: int, server_pid: int | None,
     for f in workdir.glob("*_rtt.csv"):
         with f.open() as fh:
             for rec in csv.reader(fh, delimiter=";"):
-                if len(rec) >= 3 and rec[2].replace(".", "", 1).isdigit():
-                    rtts.append(float(rec[2]))
+                # Date_ms;response_time_ms;rtd_no (SIPp's resolution is 1 ms)
+                if len(rec) >= 2 and rec[1].replace(".", "", 1).isdigit():
+                    rtts.append(float(rec[1]))
     rtts.sort()
 
     def pct(p: float) -> float:

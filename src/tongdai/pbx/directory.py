@@ -1,7 +1,7 @@
 """A short-lived cache of devices in front of the store.
 
 The registrar answers thousands of REGISTERs a second; asking the database each time
-would dominate. Entries live ``ttl`` seconds, so changes made with the admin CLI (in
+would dominate. Entries live ``ttl`` seconds (30 by default), so changes made with the admin CLI (in
 another process) are seen within that time; unknown users are cached too, briefly.
 """
 
@@ -15,7 +15,7 @@ from tongdai.store.records import DeviceRec
 
 class DeviceDirectory:
     def __init__(
-        self, *, store: Store, ttl: float = 5.0, negative_ttl: float = 1.0,
+        self, *, store: Store, ttl: float = 30.0, negative_ttl: float = 1.0,
         max_entries: int = 200_000,
     ):
         self.store = store

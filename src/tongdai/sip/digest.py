@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -30,37 +31,24 @@ def ha1(algorithm: str, username: str, realm: str, password: str) -> str:
     return h(algorithm, f"{username}:{realm}:{password}")
 
 
+# One auth-param: a token name, "=", then a quoted string (with \\-escapes) or a token.
+_PARAM = re.compile(r'\s*,?\s*([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
+
+
 def parse_params(value: str) -> tuple[str, dict[str, str]]:
     """Split ``Digest a=b, c="d"`` into ("digest", {a: b, c: d}); keys lower-cased."""
     value = value.strip()
     scheme, _, rest = value.partition(" ")
     params: dict[str, str] = {}
-    i, n = 0, len(rest)
-    while i < n:
-        while i < n and rest[i] in " \t,":
-            i += 1
-        eq = rest.find("=", i)
-        if eq < 0:
-            break
-        key = rest[i:eq].strip().lower()
-        i = eq + 1
-        while i < n and rest[i] in " \t":
-            i += 1
-        if i < n and rest[i] == '"':
-            i += 1
-            buf: list[str] = []
-            while i < n and rest[i] != '"':
-                if rest[i] == "\\" and i + 1 < n:
-                    i += 1
-                buf.append(rest[i])
-                i += 1
-            i += 1
-            params[key] = "".join(buf)
+    for m in _PARAM.finditer(rest):
+        quoted = m.group(2)
+        if quoted is not None:
+            params[m.group(1).lower()] = (
+                quoted.replace("\\\\", "\x00").replace("\\", "").replace("\x00", "\\")
+                if "\\" in quoted else quoted
+            )
         else:
-            end = rest.find(",", i)
-            end = n if end < 0 else end
-            params[key] = rest[i:end].strip()
-            i = end
+            params[m.group(1).lower()] = m.group(3)
     return scheme.lower(), params
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 
 from tongdai.sip.peer import Peer
@@ -24,6 +25,22 @@ class _Protocol(asyncio.DatagramProtocol):
         log.debug("udp error: %s", exc)
 
 
+RECV_BUFFER = 8 * 1024 * 1024
+
+
+def _grow_buffers(sock: socket.socket) -> None:
+    """A deep receive queue rides out short pauses of the event loop under load
+    instead of dropping datagrams (which peers would only retransmit, later)."""
+    for opt in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+        if opt is None:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, RECV_BUFFER)
+            return
+        except OSError:
+            continue
+
+
 class UdpListener:
     def __init__(self, *, on_datagram: Callable[[bytes, Peer], None]) -> None:
         self.on_datagram = on_datagram
@@ -37,6 +54,9 @@ class UdpListener:
         )
         self._transport = transport
         self.port = int(transport.get_extra_info("sockname")[1])
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            _grow_buffers(sock)
 
     def send(self, data: bytes, peer: Peer) -> None:
         if self._transport is not None:
