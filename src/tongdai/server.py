@@ -25,6 +25,7 @@ from tongdai.media.relay import RelayEngine
 from tongdai.media.serve import recording_routes
 from tongdai.media.urls import RecordingSigner, load_or_create_secret
 from tongdai.pbx.calls import CallService
+from tongdai.pbx.cdrwriter import CdrWriter
 from tongdai.pbx.directory import DeviceDirectory
 from tongdai.pbx.location import Location
 from tongdai.pbx.registrar import Registrar
@@ -76,6 +77,7 @@ class Pbx:
     location: Location
     registrar: Registrar
     calls: CallService
+    cdrs: CdrWriter
     media: RelayEngine
     http: uvicorn.Server | None = None
 
@@ -117,9 +119,10 @@ async def build(settings: Settings) -> Pbx:
         host=settings.sip_host, port_range=settings.rtp_port_range,
         recordings_dir=settings.recordings_dir,
     )
+    cdrs = CdrWriter(store=store)
     calls = CallService(
         settings=settings, store=store, bus=bus, shell=shell, location=location,
-        directory=directory, digest=digest, media=media, wall_clock=wall,
+        directory=directory, digest=digest, media=media, cdrs=cdrs, wall_clock=wall,
     )
     router.calls = calls
     shell.set_user(router)
@@ -130,9 +133,10 @@ async def build(settings: Settings) -> Pbx:
     calls.set_local_port(shell.port)
     await media.start()
     await location.start()
+    await cdrs.start()
     await calls.start()
     return Pbx(settings=settings, store=store, bus=bus, shell=shell, location=location,
-               registrar=registrar, calls=calls, media=media)
+               registrar=registrar, calls=calls, cdrs=cdrs, media=media)
 
 
 def http_app(pbx: Pbx) -> object:
@@ -148,6 +152,7 @@ def http_app(pbx: Pbx) -> object:
 
 async def shutdown(pbx: Pbx) -> None:
     await pbx.calls.stop()
+    await pbx.cdrs.stop()
     await pbx.location.stop()
     await pbx.shell.stop()
     await pbx.media.stop()

@@ -21,6 +21,7 @@ from tongdai.media.engine import MediaEngine, MediaUnavailable
 from tongdai.pbx import anchor
 from tongdai.pbx.call import Call, Leg, device_party, number_party
 from tongdai.pbx.cdr import Outcome, outcome_of_final, seconds, status_detail
+from tongdai.pbx.cdrwriter import CdrWriter
 from tongdai.pbx.dialplan import (
     DialPlan,
     ToDevice,
@@ -51,7 +52,7 @@ class CallService:
     def __init__(
         self, *, settings: Settings, store: Store, bus: EventBus, shell: Any,
         location: Location, directory: DeviceDirectory, digest: DigestServer,
-        media: MediaEngine, wall_clock: Callable[[], float],
+        media: MediaEngine, cdrs: CdrWriter, wall_clock: Callable[[], float],
     ) -> None:
         self.settings = settings
         self.store = store
@@ -62,7 +63,8 @@ class CallService:
         self.digest = digest
         self.media = media
         self.wall = wall_clock
-        self.dialplan = DialPlan(store=store, location=location)
+        self.dialplan = DialPlan(directory=directory, location=location)
+        self.cdrs = cdrs
         self.legs = LegFactory(shell=shell, settings=settings)
         self.calls: dict[str, Call] = {}
         self._server_invites: dict[str, tuple[Call, Leg]] = {}
@@ -117,7 +119,7 @@ class CallService:
             call.b_target_dev = target.device
         elif isinstance(target, ToTrunk):
             call.klass = "trunking"
-            app = await self.store.get_app(app_id)
+            app = await self.directory.app(app_id, self.wall())
             call.caller_id = (app.default_did or "") if app is not None else ""
         try:
             call.media = await self.media.create_session(
@@ -264,7 +266,7 @@ class CallService:
                 call.callee = number_party(dialled)
                 if isinstance(target, ToTrunk):
                     call.klass = "trunking"
-                    app = await self.store.get_app(dev.app_id)
+                    app = await self.directory.app(dev.app_id, now)
                     call.caller_id = (app.default_did or "") if app is not None else ""
         leg_a = Leg(name="a", peer=peer, uas=True, invite=req, txn=txn,
                     local_tag=self.shell.endpoint.new_tag())
@@ -365,7 +367,7 @@ class CallService:
         return call
 
     async def _records(self, app_id: str) -> bool:
-        app = await self.store.get_app(app_id)
+        app = await self.directory.app(app_id, self.wall())
         return bool(app.record_calls) if app is not None else self.settings.record_calls_default
 
     def _send_invite(self, call: Call, leg: Leg, req: Request) -> None:
@@ -641,7 +643,7 @@ class CallService:
         # Durable before anything reports the call ended.
         for attempt in range(5):
             try:
-                await self.store.add_cdr(cdr)
+                await self.cdrs.write(cdr)
                 break
             except Exception:
                 log.exception("call %s: storing the CDR failed (try %d)", call.call_id, attempt)

@@ -8,12 +8,13 @@ Numbers are normalised before matching (``tongdai.numbers``); CDRs keep them as 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from tongdai import numbers
+from tongdai.pbx.directory import DeviceDirectory
 from tongdai.pbx.location import Location
 from tongdai.sip.peer import Peer
-from tongdai.store.protocol import Store
 from tongdai.store.records import DeviceRec, Registration, TrunkRec
 
 
@@ -44,12 +45,13 @@ def carrier_number(trunk: TrunkRec, dialled: str) -> str:
 
 
 class DialPlan:
-    def __init__(self, *, store: Store, location: Location) -> None:
-        self.store = store
+    def __init__(self, *, directory: DeviceDirectory, location: Location) -> None:
+        self.directory = directory
+        self.store = directory.store
         self.location = location
 
     async def route(self, app_id: str, dialled: str) -> Target:
-        dev = await self.store.find_device(app_id, dialled)
+        dev = await self.directory.find(app_id, dialled, time.time())
         if dev is not None:
             return self.to_device(dev)
         if not numbers.is_phone_number(dialled):
@@ -58,7 +60,7 @@ class DialPlan:
             numbers.normalize(dialled)
         except ValueError:
             return Unroutable(404, "Not Found")
-        trunks = await self.store.list_trunks(app_id)
+        trunks = await self.directory.trunks(app_id, time.time())
         if not trunks:
             return Unroutable(503, "No Route")
         trunk = trunks[0]
@@ -79,7 +81,7 @@ class DialPlan:
         did = await self.store.get_did(did_number)
         if did is None or did.app_id != trunk.app_id:
             return did_number, Unroutable(404, "Not Found")
-        dev = await self.store.get_device(did.sip_user)
+        dev = await self.directory.get(did.sip_user, time.time())
         if dev is None:
             return did_number, Unroutable(404, "Not Found")
         return did_number, self.to_device(dev)
@@ -87,7 +89,7 @@ class DialPlan:
     async def trunk_of(self, peer: Peer) -> TrunkRec | None:
         """The trunk a request came from. Over UDP the source must match the trunk's
         host and port; over a connection, its host (the source port is ephemeral)."""
-        for t in await self.store.list_trunks(None):
+        for t in await self.directory.trunks(None, time.time()):
             if t.host != peer.host:
                 continue
             if peer.transport != "udp" or t.port == peer.port:

@@ -1,49 +1,90 @@
-"""A short-lived cache of devices in front of the store.
+"""A short-lived cache of configuration in front of the store.
 
-The registrar answers thousands of REGISTERs a second; asking the database each time
-would dominate. Entries live ``ttl`` seconds (30 by default), so changes made with the admin CLI (in
-another process) are seen within that time; unknown users are cached too, briefly.
+The registrar answers thousands of REGISTERs a second and every call consults apps,
+devices and trunks; asking the database each time would dominate. Entries live
+``ttl`` seconds (10 by default), so changes made with the admin CLI (in another
+process) are seen within that time; unknown names are cached only briefly.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 from tongdai.store.protocol import Store
-from tongdai.store.records import DeviceRec
+from tongdai.store.records import AppRec, DeviceRec, TrunkRec
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-class DeviceDirectory:
-    def __init__(
-        self, *, store: Store, ttl: float = 30.0, negative_ttl: float = 1.0,
-        max_entries: int = 200_000,
-    ):
-        self.store = store
+class _Cache(Generic[K, V]):
+    def __init__(self, *, ttl: float, negative_ttl: float, max_entries: int) -> None:
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.max_entries = max_entries
-        self._cache: OrderedDict[str, tuple[DeviceRec | None, float]] = OrderedDict()
+        self._data: OrderedDict[K, tuple[V | None, float]] = OrderedDict()
 
-    def cached(self, sip_user: str, now: float) -> tuple[bool, DeviceRec | None]:
-        """(hit, device) without I/O."""
-        entry = self._cache.get(sip_user)
+    def cached(self, key: K, now: float) -> tuple[bool, V | None]:
+        entry = self._data.get(key)
         if entry is None:
             return False, None
-        # Unknown users are remembered briefly: a device just added must work soon.
         if now - entry[1] > (self.ttl if entry[0] is not None else self.negative_ttl):
             return False, None
         return True, entry[0]
 
-    async def get(self, sip_user: str, now: float) -> DeviceRec | None:
-        hit, dev = self.cached(sip_user, now)
+    async def get(self, key: K, now: float, load: Callable[[], Awaitable[V | None]]) -> V | None:
+        hit, value = self.cached(key, now)
         if hit:
-            return dev
-        dev = await self.store.get_device(sip_user)
-        self._cache[sip_user] = (dev, now)
-        self._cache.move_to_end(sip_user)
-        while len(self._cache) > self.max_entries:
-            self._cache.popitem(last=False)
-        return dev
+            return value
+        value = await load()
+        self._data[key] = (value, now)
+        self._data.move_to_end(key)
+        while len(self._data) > self.max_entries:
+            self._data.popitem(last=False)
+        return value
+
+    def forget(self, key: K) -> None:
+        self._data.pop(key, None)
+
+
+class DeviceDirectory:
+    def __init__(
+        self, *, store: Store, ttl: float = 10.0, negative_ttl: float = 1.0,
+        max_entries: int = 200_000,
+    ) -> None:
+        self.store = store
+        self._devices: _Cache[str, DeviceRec] = _Cache(
+            ttl=ttl, negative_ttl=negative_ttl, max_entries=max_entries)
+        self._names: _Cache[tuple[str, str], DeviceRec] = _Cache(
+            ttl=ttl, negative_ttl=negative_ttl, max_entries=max_entries)
+        self._apps: _Cache[str, AppRec] = _Cache(
+            ttl=ttl, negative_ttl=negative_ttl, max_entries=max_entries)
+        self._trunks: _Cache[str | None, tuple[TrunkRec, ...]] = _Cache(
+            ttl=ttl, negative_ttl=negative_ttl, max_entries=1000)
+
+    def cached(self, sip_user: str, now: float) -> tuple[bool, DeviceRec | None]:
+        """(hit, device) without I/O."""
+        return self._devices.cached(sip_user, now)
+
+    async def get(self, sip_user: str, now: float) -> DeviceRec | None:
+        return await self._devices.get(sip_user, now, lambda: self.store.get_device(sip_user))
+
+    async def find(self, app_id: str, name: str, now: float) -> DeviceRec | None:
+        """The app's device whose sip_user or extension is ``name``."""
+        return await self._names.get(
+            (app_id, name), now, lambda: self.store.find_device(app_id, name)
+        )
+
+    async def app(self, app_id: str, now: float) -> AppRec | None:
+        return await self._apps.get(app_id, now, lambda: self.store.get_app(app_id))
+
+    async def trunks(self, app_id: str | None, now: float) -> Sequence[TrunkRec]:
+        async def load() -> tuple[TrunkRec, ...]:
+            return tuple(await self.store.list_trunks(app_id))
+
+        return await self._trunks.get(app_id, now, load) or ()
 
     def forget(self, sip_user: str) -> None:
-        self._cache.pop(sip_user, None)
+        self._devices.forget(sip_user)

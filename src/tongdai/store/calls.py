@@ -161,6 +161,16 @@ class CallTables(Database):
                 raise Conflict(f"a CDR for call {cdr.call_id!r} already exists") from None
             raise NotFound(f"app {cdr.app_id!r} does not exist") from None
 
+    async def add_cdrs(self, cdrs: Sequence[Cdr]) -> None:
+        """Store many CDRs in one transaction (group commit): all or none."""
+        if not cdrs:
+            return
+        try:
+            async with self._write() as s:
+                s.add_all([_cdr_row(c) for c in cdrs])
+        except IntegrityError:
+            raise Conflict("a CDR of this batch already exists or names an unknown app") from None
+
     async def get_cdr(self, call_id: str) -> Cdr | None:
         async with self._read() as s:
             row = await s.get(CdrRow, call_id)

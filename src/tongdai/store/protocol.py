@@ -75,6 +75,8 @@ class Store(Protocol):
     # CDRs
     async def add_cdr(self, cdr: Cdr) -> None:
         """Store durably (committed) before returning."""
+    async def add_cdrs(self, cdrs: Sequence[Cdr]) -> None:
+        """Store many CDRs in one committed transaction (all or none)."""
     async def get_cdr(self, call_id: str) -> Cdr | None: ...
     async def list_cdrs(
         self, app_id: str, start_ts: float, end_ts: float, *, limit: int, offset: int
