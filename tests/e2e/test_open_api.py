@@ -54,10 +54,11 @@ class Api:
                               json={"sipUser": "agent", "sipPassword": "agent-secret-pw"})
 
     def histories(self) -> dict[str, Any]:
-        today = time.strftime("%Y-%m-%d")
-        q = {"appId": self.app_id, "created_from": today, "created_to": today,
+        # unix seconds: independent of the server's time zone and of midnight
+        start, end = str(int(time.time()) - 3600), str(int(time.time()) + 60)
+        q = {"appId": self.app_id, "created_from": start, "created_to": end,
              "limit": "100", "page": "1"}
-        q["hash"] = sha(self.app_id, today, today, "100", "1", self.secret)
+        q["hash"] = sha(self.app_id, start, end, "100", "1", self.secret)
         r = self.http.get("/oapi/v1/call/histories", params=q)
         assert r.status_code == 200, r.text
         result: dict[str, Any] = r.json()
@@ -80,9 +81,13 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     tmp = tmp_path_factory.mktemp("api")
     server = make_server(tmp, ring_timeout="8")
     server.start()
+    api = None
     try:
-        yield Api(server, tmp)
+        api = Api(server, tmp)
+        yield api
     finally:
+        if api is not None:
+            api.http.close()
         server.stop()
 
 
