@@ -14,18 +14,17 @@ private to the parent):
     ("final", rid, batch, end)            last packets; publish; reply below
     ("done", rid, name)                   reply: the file name, or "" if none
 
-The process runs at a lower CPU priority (nice 10): when the machine is busy, the
-relay's packets go first and the encoder catches up afterwards (it only buffers).
-It ignores SIGINT and SIGTERM and exits when its stdin closes, so a shutdown
-signalled to the whole process group still lets the parent finish the recordings
-in progress.
+The process keeps the default CPU priority on purpose: measured with
+``bench/media_bench.py``, a niced (or SCHED_IDLE) encoder made the relay's p99
+delay worse, not better (it stays runnable longer, so a waking relay more often
+finds both cores taken). It ignores SIGINT and SIGTERM and exits when its stdin
+closes, so a shutdown signalled to the whole process group still lets the parent
+finish the recordings in progress.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import pickle
 import signal
 import struct
@@ -133,9 +132,6 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # Encoding can wait a little; relaying cannot. Yield the CPU to it.
-    with contextlib.suppress(OSError):
-        os.nice(10)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s tongdai-encoder %(levelname)s %(message)s")
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer

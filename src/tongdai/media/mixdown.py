@@ -198,17 +198,17 @@ _FLIP = bytes(i ^ 0x80 for i in range(256))
 
 
 def _lanes(pcm: bytes, n: int) -> int:
-    # Each sample, offset to unsigned (s + 32768), in its own 32-bit lane of one big
+    # Each sample, offset to unsigned (s + 32768), in its own 24-bit lane of one big
     # integer, so that one big-integer addition adds all samples at once in C.
-    lanes = bytearray(4 * n)
-    lanes[0::4] = pcm[0::2]
-    lanes[1::4] = pcm[1::2].translate(_FLIP)
+    lanes = bytearray(3 * n)
+    lanes[0::3] = pcm[0::2]
+    lanes[1::3] = pcm[1::2].translate(_FLIP)
     return int.from_bytes(lanes, "little")
 
 
 @functools.lru_cache(maxsize=8)
 def _constants(n: int) -> tuple[int, int, int]:
-    one = int.from_bytes(b"\x01\x00\x00\x00" * n, "little")  # 1 in every lane
+    one = int.from_bytes(b"\x01\x00\x00" * n, "little")  # 1 in every lane
     return one, one * 98304, one * 32768
 
 
@@ -216,9 +216,10 @@ def mix_pcm16(a: bytes, b: bytes) -> bytes:
     """Sample-wise ``a + b`` clipped to [-32768, 32767]; 16-bit little-endian PCM.
 
     SIMD within a register on Python integers: no per-sample Python code runs.
-    After the addition every 32-bit lane holds ``L = a + b + 65536`` in [0, 131070];
-    bit 17 of ``L + k`` tests ``L >= 2**17 - k`` for all lanes at once, which gives
-    the lanes to clip low and high without any carry crossing into the next lane.
+    After the addition every 24-bit lane holds ``L = a + b + 65536`` in [0, 131070];
+    bit 17 of ``L + k`` (k <= 98304, so below 2**18) tests ``L >= 2**17 - k`` for all
+    lanes at once, which gives the lanes to clip low and high without any carry
+    crossing into the next lane.
     """
     if len(a) != len(b) or len(a) % 2:
         raise ValueError("mix_pcm16 needs two PCM buffers of the same whole length")
@@ -229,10 +230,11 @@ def mix_pcm16(a: bytes, b: bytes) -> bytes:
     s = _lanes(a, n) + _lanes(b, n)
     ge = ((s + k1) >> 17) & one  # L >= 32768, i.e. a + b >= -32768
     gt = ((s + k2) >> 17) & one  # L >= 98304, i.e. a + b > 32767
-    r = (s & ((ge ^ gt) * 0x1FFFF)) | ((one ^ ge) << 15) | (gt * 98303)
-    r -= k2
-    rb = r.to_bytes(4 * n, "little")
+    if ge != one or gt:  # some lane clips (rare in speech): saturate those lanes
+        s = (s & ((ge ^ gt) * 0x1FFFF)) | ((one ^ ge) << 15) | (gt * 98303)
+    r = s - k2
+    rb = r.to_bytes(3 * n, "little")
     out = bytearray(2 * n)
-    out[0::2] = rb[0::4]
-    out[1::2] = rb[1::4].translate(_FLIP)
+    out[0::2] = rb[0::3]
+    out[1::2] = rb[1::3].translate(_FLIP)
     return bytes(out)
