@@ -57,6 +57,18 @@ class Pbx:
             cwd=self.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
 
+    def dial(self, phone: Baresip, target: str) -> None:
+        res = phone.ctl.cmd("dial", f"sip:{target}@{self.server.sip}")
+        assert res.get("ok"), f"baresip refused to dial {target}: {res}"
+
+    def expect(self, phone: Baresip, event: str, timeout: float = 10) -> dict[str, Any]:
+        """Wait for a softphone event; on failure show what tongdai logged."""
+        try:
+            return phone.ctl.wait_event(event, timeout)
+        except TimeoutError as exc:
+            log = self.server.log()[-4000:]
+            raise AssertionError(f"{exc}\n--- tongdai log ---\n{log}") from None
+
     def phone(self, phones: Phones, user: str, tone: str = "tone440") -> Baresip:
         p = phones.start(f"{user}-{time.monotonic_ns()}", tone)
         p.add_account(user, f"{user}-secret-pw", self.server.sip)
@@ -88,12 +100,12 @@ def test_internal_call_with_audio(pbx: Pbx, phones: Phones) -> None:
     before = len(pbx.cdrs())
     a = pbx.phone(phones, "alice", "tone440")
     b = pbx.phone(phones, "bob", "tone1000")
-    a.ctl.cmd("dial", f"sip:102@{pbx.server.sip}")
-    a.ctl.wait_event("CALL_ESTABLISHED", 10)
-    b.ctl.wait_event("CALL_ESTABLISHED", 10)
+    pbx.dial(a, "102")
+    pbx.expect(a, "CALL_ESTABLISHED", 10)
+    pbx.expect(b, "CALL_ESTABLISHED", 10)
     time.sleep(3)
     a.ctl.cmd("hangup")
-    b.ctl.wait_event("CALL_CLOSED", 10)
+    pbx.expect(b, "CALL_CLOSED", 10)
     cdr = pbx.wait_cdr(before + 1)
     assert cdr["class"] == "one_one"
     assert cdr["direction"] == "from_ab"
@@ -119,8 +131,8 @@ def test_outbound_answered(pbx: Pbx, phones: Phones, audio: dict[str, Path]) -> 
     before = len(pbx.cdrs())
     carrier = pbx.carrier("uas_answer.xml", audio=audio["tone1000_pcmu"])
     a = pbx.phone(phones, "alice")
-    a.ctl.cmd("dial", f"sip:0901234567@{pbx.server.sip}")
-    a.ctl.wait_event("CALL_ESTABLISHED", 10)
+    pbx.dial(a, "0901234567")
+    pbx.expect(a, "CALL_ESTABLISHED", 10)
     time.sleep(2)
     a.ctl.cmd("hangup")
     assert _finish(carrier) == 0
@@ -141,8 +153,8 @@ def test_outbound_rejected(pbx: Pbx, phones: Phones, scen: str, expected: str) -
     before = len(pbx.cdrs())
     carrier = pbx.carrier(scen)
     a = pbx.phone(phones, "alice")
-    a.ctl.cmd("dial", f"sip:0901234567@{pbx.server.sip}")
-    a.ctl.wait_event("CALL_CLOSED", 10)
+    pbx.dial(a, "0901234567")
+    pbx.expect(a, "CALL_CLOSED", 10)
     _finish(carrier)
     cdr = pbx.wait_cdr(before + 1)
     assert cdr["status_detail"] == expected
@@ -154,8 +166,8 @@ def test_outbound_caller_gives_up(pbx: Pbx, phones: Phones) -> None:
     before = len(pbx.cdrs())
     carrier = pbx.carrier("uas_ring_noanswer.xml")
     a = pbx.phone(phones, "alice")
-    a.ctl.cmd("dial", f"sip:0901234567@{pbx.server.sip}")
-    a.ctl.wait_event("CALL_RINGING", 10)
+    pbx.dial(a, "0901234567")
+    pbx.expect(a, "CALL_RINGING", 10)
     time.sleep(0.5)
     a.ctl.cmd("hangup")
     assert _finish(carrier) == 0  # the carrier saw the CANCEL
@@ -167,9 +179,9 @@ def test_outbound_ring_timeout(pbx: Pbx, phones: Phones) -> None:
     before = len(pbx.cdrs())
     carrier = pbx.carrier("uas_ring_noanswer.xml")
     a = pbx.phone(phones, "alice")
-    a.ctl.cmd("dial", f"sip:0901234567@{pbx.server.sip}")
-    a.ctl.wait_event("CALL_RINGING", 10)
-    a.ctl.wait_event("CALL_CLOSED", 15)  # tongdai gave up after TONGDAI_RING_TIMEOUT=4
+    pbx.dial(a, "0901234567")
+    pbx.expect(a, "CALL_RINGING", 10)
+    pbx.expect(a, "CALL_CLOSED", 15)  # tongdai gave up after TONGDAI_RING_TIMEOUT=4
     assert _finish(carrier) == 0
     cdr = pbx.wait_cdr(before + 1)
     assert cdr["status_detail"] == "IVR"
@@ -180,8 +192,8 @@ def test_carrier_challenge_answered_with_trunk_credentials(pbx: Pbx, phones: Pho
     before = len(pbx.cdrs())
     carrier = pbx.carrier("uas_auth407.xml")
     a = pbx.phone(phones, "alice")
-    a.ctl.cmd("dial", f"sip:0909876543@{pbx.server.sip}")
-    a.ctl.wait_event("CALL_ESTABLISHED", 10)
+    pbx.dial(a, "0909876543")
+    pbx.expect(a, "CALL_ESTABLISHED", 10)
     time.sleep(1)
     a.ctl.cmd("hangup")
     assert _finish(carrier) == 0
@@ -200,7 +212,7 @@ def test_inbound_did(pbx: Pbx, phones: Phones, audio: dict[str, Path]) -> None:
          "-timeout", "30", "-nostdin"],
         cwd=pbx.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    a.ctl.wait_event("CALL_ESTABLISHED", 10)
+    pbx.expect(a, "CALL_ESTABLISHED", 10)
     assert _finish(carrier) == 0
     cdr = pbx.wait_cdr(before + 1)
     assert cdr["direction"] == "to_ab"
@@ -227,11 +239,35 @@ def test_callee_vanishes_mid_call(pbx: Pbx, phones: Phones) -> None:
     before = len(pbx.cdrs())
     a = pbx.phone(phones, "alice")
     b = pbx.phone(phones, "bob")
-    a.ctl.cmd("dial", f"sip:bob@{pbx.server.sip}")
-    a.ctl.wait_event("CALL_ESTABLISHED", 10)
+    pbx.dial(a, "bob")
+    pbx.expect(a, "CALL_ESTABLISHED", 10)
     time.sleep(1)
     os.kill(b.proc.pid, signal.SIGKILL)  # no BYE, no more RTP
-    a.ctl.wait_event("CALL_CLOSED", 20)  # TONGDAI_MEDIA_TIMEOUT=4 ended it
+    pbx.expect(a, "CALL_CLOSED", 20)  # TONGDAI_MEDIA_TIMEOUT=4 ended it
     cdr = pbx.wait_cdr(before + 1)
     assert cdr["status_detail"] == "SUCCESS"
     assert cdr["billing_seconds"] >= 1
+
+
+def test_hold_and_resume_pass_through(pbx: Pbx, phones: Phones) -> None:
+    """re-INVITEs (hold: sendonly, resume: sendrecv) cross the B2BUA and the call goes on."""
+    before = len(pbx.cdrs())
+    a = pbx.phone(phones, "alice", "tone440")
+    b = pbx.phone(phones, "bob", "tone1000")
+    pbx.dial(a, "bob")
+    pbx.expect(a, "CALL_ESTABLISHED", 10)
+    pbx.expect(b, "CALL_ESTABLISHED", 10)
+    assert a.ctl.cmd("hold")["ok"]
+    time.sleep(6)  # longer than TONGDAI_MEDIA_TIMEOUT=4: a held call is not hung up
+    assert a.ctl.cmd("resume")["ok"]
+    time.sleep(2)
+    # bob saw both re-offers, and the call is still up on both sides
+    b.ctl.cmd("listcalls")  # drains pending events into b.ctl.events
+    remote_sdps = [e for e in b.ctl.events if e.get("type") == "CALL_REMOTE_SDP"]
+    assert len(remote_sdps) >= 2, [(e.get("type"), e.get("param")) for e in b.ctl.events]
+    assert not any(e.get("type") == "CALL_CLOSED" for e in a.ctl.events + b.ctl.events)
+    a.ctl.cmd("hangup")
+    pbx.expect(b, "CALL_CLOSED", 10)
+    cdr = pbx.wait_cdr(before + 1)
+    assert cdr["status_detail"] == "SUCCESS"
+    assert cdr["billing_seconds"] >= 7

@@ -49,11 +49,11 @@ class UdpClient:
 
 
 @pytest.fixture
-async def pbx(tmp_path: Path) -> AsyncIterator[Pbx]:
-    """The PBX on SQLite (the store itself is tested on both databases in tests/store)."""
+async def pbx(tmp_path: Path, db_url: str) -> AsyncIterator[Pbx]:
+    """The whole PBX in-process on SQLite and on PostgreSQL, SIP on an ephemeral port."""
     settings = load_settings(
-        data_dir=tmp_path, sip_port=0, rtp_ports="42000-42099", auth_fail_limit=5,
-        register_min_expires=60,
+        data_dir=tmp_path, database_url=db_url, sip_port=0, rtp_ports="42000-42099",
+        auth_fail_limit=5, register_min_expires=60,
     )
     p = await build(settings)
     try:

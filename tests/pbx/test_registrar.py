@@ -197,3 +197,17 @@ Content-Length: 0
     await _device(pbx)
     assert (await Phone(client, "alice", "alice-secret").register()).status == 200
 
+
+
+async def test_bindings_survive_a_restart(pbx: Pbx, client: UdpClient) -> None:
+    """Bindings are written behind to the store and restored by a new location service."""
+    from tongdai.pbx.location import Location
+
+    await _device(pbx)
+    assert (await Phone(client, "alice", "alice-secret").register(expires=600)).status == 200
+    await pbx.location.flush()
+    fresh = Location(store=pbx.store, bus=pbx.bus, wall_clock=pbx.registrar.wall)
+    assert await fresh.restore() == 1
+    assert fresh.is_registered("alice")
+    [reg] = fresh.bindings("alice")
+    assert reg.source_port == client.port and reg.transport == "udp"
