@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections.abc import Callable
 
 from tongdai.pbx.directory import DeviceDirectory
@@ -187,10 +188,17 @@ def _int_or(value: str | None, default: int) -> int:
     return int(value) if value.isdigit() and len(value) < 10 else default
 
 
+# The common To of a REGISTER: <sip:user@host...> or sip:user@host, no escapes.
+_SIMPLE_AOR = re.compile(r"^(?:[^<]*<)?sips?:([A-Za-z0-9._~!$&'()*+,;=-]+)@")
+
+
 def _aor_user(req: Request) -> str:
     to = req.headers.get("to")
     if to is None:
         raise RemoteProtocolError(400, "Missing To")
+    m = _SIMPLE_AOR.match(to)
+    if m is not None and ";" not in m.group(1):
+        return m.group(1)
     uri: SipUri = NameAddr.parse(to).uri
     if not uri.user:
         raise RemoteProtocolError(404, "Not Found")
