@@ -4,12 +4,13 @@
 
 The relay (``RelayEngine``, recording on) runs in its own process so its CPU can be
 measured alone (user + system time), and so can its recording encoder process
-("enc CPU"); their sum is what the calls cost. "gen CPU" is this generator's own
-use, shown because on a small machine all three compete for the same cores. This
-process is the RTP generator: N calls, each two "phones" on their own UDP sockets,
-sending 20 ms PCMU packets (160-byte payload) at 50 packets/s per direction, the
-calls' send times spread over the 20 ms so they are not in lock step. Every packet
-carries its send time; the receiving phone measures transit time.
+("enc CPU"); their sum is what the calls cost. Both are pinned to one CPU (the
+goal is calls per core) and the generator to another, unless ``--no-pin``; "gen
+CPU" is the generator's own use. This process is the RTP generator: N calls, each
+two "phones" on their own UDP sockets, sending 20 ms PCMU packets (160-byte
+payload) at 50 packets/s per direction, the calls' send times spread over the
+20 ms so they are not in lock step. Every packet carries its send time; the
+receiving phone measures transit time.
 
 Jitter is packet delay variation (ITU-T Y.1540 PDV): each packet's transit time
 minus the smallest transit time of its stream; we report its 99th percentile. Each
@@ -46,8 +47,14 @@ _HDR = struct.Struct("!BBHIId")  # RTP fixed header + the send time in the paylo
 
 # The relay process ------------------------------------------------------------------
 
+def _pin(cpu: int | None) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+
+
 def relay_main(conn: Connection, use_uvloop: bool, recordings: str, record: bool,
-               profile: bool) -> None:
+               profile: bool, cpu: int | None) -> None:
+    _pin(cpu)  # the encoder processes it starts inherit this: all on one core
     if use_uvloop:
         import uvloop
         uvloop.install()
@@ -228,13 +235,14 @@ class Run:
                 streams.append(stream)
 
 
-def forward_main(conn: Connection) -> None:
+def forward_main(conn: Connection, cpu: int | None) -> None:
     """The "hop" anchor: the plainest possible forwarding process, nothing else.
 
     Blocking sockets and one epoll, no asyncio, no latching, no recording. Whatever
     delay variation it shows is what any process hop costs on this machine (waking
     a sleeping process, sharing the cores), which no relay can beat.
     """
+    _pin(cpu)
     while True:
         pairs = conn.recv()
         if pairs is None:
@@ -289,22 +297,30 @@ def main() -> None:
     ap.add_argument("--no-uvloop", action="store_true")
     ap.add_argument("--no-record", action="store_true", help="relay only, for comparison")
     ap.add_argument("--profile", action="store_true", help="cProfile the relay (slows it)")
+    ap.add_argument("--no-pin", action="store_true",
+                    help="do not pin relay + encoder to CPU 0 and the generator to CPU 1")
     args = ap.parse_args()
     steps = [int(x) for x in args.steps.split(",")]
+    pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
+    relay_cpu, gen_cpu_id = (sorted(os.sched_getaffinity(0))[:2] if pin else (None, None))
 
     recordings = tempfile.mkdtemp(prefix="tongdai-bench-")
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     relay = ctx.Process(target=relay_main, args=(child, not args.no_uvloop, recordings,
-                                                      not args.no_record, args.profile))
+                                                      not args.no_record, args.profile,
+                                                      relay_cpu))
     hop_parent, hop_child = ctx.Pipe()
-    hop = ctx.Process(target=forward_main, args=(hop_child,))
+    hop = ctx.Process(target=forward_main, args=(hop_child, relay_cpu))
     relay.start()
     hop.start()
+    _pin(gen_cpu_id)
     load = os.getloadavg()
     print(f"media_bench: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} "
           f"{load[2]:.2f}; relay loop: {'asyncio' if args.no_uvloop else 'uvloop'}; "
-          f"{args.seconds:g} s per run; recording {'off' if args.no_record else 'on'}")
+          f"{args.seconds:g} s per run; recording {'off' if args.no_record else 'on'}; "
+          + (f"relay + encoder pinned to CPU {relay_cpu}, generator to CPU {gen_cpu_id}"
+             if pin else "not pinned"))
     print("PDV p99 (ms): base = phones direct, hop = through a do-nothing forwarder "
           "process, relay = through tongdai; added = relay - base")
     head = (f"{'calls':>5} {'pkt/s':>6} {'hop CPU':>7} {'relay CPU':>9} {'enc CPU':>7} "
