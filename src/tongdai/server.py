@@ -75,6 +75,7 @@ class Pbx:
     bus: InProcessBus
     shell: SipShell
     location: Location
+    directory: DeviceDirectory
     registrar: Registrar
     calls: CallService
     cdrs: CdrWriter
@@ -127,6 +128,7 @@ async def build(settings: Settings) -> Pbx:
     router.calls = calls
     shell.set_user(router)
     await location.restore()
+    await directory.start()
     await shell.start()
     # With port 0 the OS picked the SIP port: tell the endpoint so Via/Contact are right.
     endpoint.port = shell.port
@@ -136,6 +138,7 @@ async def build(settings: Settings) -> Pbx:
     await cdrs.start()
     await calls.start()
     return Pbx(settings=settings, store=store, bus=bus, shell=shell, location=location,
+               directory=directory,
                registrar=registrar, calls=calls, cdrs=cdrs, media=media)
 
 
@@ -154,6 +157,7 @@ async def shutdown(pbx: Pbx) -> None:
     await pbx.calls.stop()
     await pbx.cdrs.stop()
     await pbx.location.stop()
+    await pbx.directory.stop()
     await pbx.shell.stop()
     await pbx.media.stop()
     await pbx.store.close()

@@ -1,19 +1,26 @@
-"""A short-lived cache of configuration in front of the store.
+"""A cache of configuration (apps, devices, trunks) in front of the store.
 
 The registrar answers thousands of REGISTERs a second and every call consults apps,
-devices and trunks; asking the database each time would dominate. Entries live
-``ttl`` seconds (10 by default), so changes made with the admin CLI (in another
-process) are seen within that time; unknown names are cached only briefly.
+devices and trunks; asking the database each time would dominate. The store counts
+configuration changes (``config_version``); the directory polls that one number every
+``poll_interval`` seconds and drops everything it holds when it moves, so a change made
+with the admin CLI (in another process) takes effect within about a second. Entries
+also expire after ``ttl`` seconds as a safety net.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from tongdai.store.protocol import Store
 from tongdai.store.records import AppRec, DeviceRec, TrunkRec
+
+log = logging.getLogger("tongdai.directory")
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -48,13 +55,19 @@ class _Cache(Generic[K, V]):
     def forget(self, key: K) -> None:
         self._data.pop(key, None)
 
+    def clear(self) -> None:
+        self._data.clear()
+
 
 class DeviceDirectory:
     def __init__(
-        self, *, store: Store, ttl: float = 10.0, negative_ttl: float = 1.0,
-        max_entries: int = 200_000,
+        self, *, store: Store, ttl: float = 300.0, negative_ttl: float = 5.0,
+        max_entries: int = 200_000, poll_interval: float = 1.0,
     ) -> None:
         self.store = store
+        self.poll_interval = poll_interval
+        self._version: int | None = None
+        self._task: asyncio.Task[None] | None = None
         self._devices: _Cache[str, DeviceRec] = _Cache(
             ttl=ttl, negative_ttl=negative_ttl, max_entries=max_entries)
         self._names: _Cache[tuple[str, str], DeviceRec] = _Cache(
@@ -88,3 +101,35 @@ class DeviceDirectory:
 
     def forget(self, sip_user: str) -> None:
         self._devices.forget(sip_user)
+
+    def clear(self) -> None:
+        for cache in (self._devices, self._names, self._apps, self._trunks):
+            cache.clear()
+
+    async def check(self) -> bool:
+        """Drop the caches if the configuration changed since the last check."""
+        version = await self.store.config_version()
+        changed = self._version is not None and version != self._version
+        if changed or self._version is None:
+            self.clear()
+        self._version = version
+        return changed
+
+    async def start(self) -> None:
+        await self.check()
+        self._task = asyncio.create_task(self._watch(), name="config-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                await self.check()
+            except Exception as exc:  # the database is away: keep serving from cache
+                log.warning("configuration check failed: %s", exc)

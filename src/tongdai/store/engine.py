@@ -17,7 +17,7 @@ from typing import Any, cast
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import event, text
+from sqlalchemy import event, select, text, update
 from sqlalchemy.engine import URL, Connection, CursorResult, Result, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -25,6 +25,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from tongdai.store.models import ConfigVersion
 
 HERE = Path(__file__).resolve().parent
 # An execution option: transactions on an engine carrying it write (see module doc).
@@ -137,3 +139,19 @@ class Database:
     async def _write(self) -> AsyncIterator[AsyncSession]:
         async with self._writer() as s, s.begin():
             yield s
+
+    @asynccontextmanager
+    async def _config_write(self) -> AsyncIterator[AsyncSession]:
+        """A write to configuration: bumps the change counter in the same transaction."""
+        async with self._writer() as s, s.begin():
+            yield s
+            await s.execute(
+                update(ConfigVersion).where(ConfigVersion.id == 1)
+                .values(version=ConfigVersion.version + 1)
+            )
+
+    async def config_version(self) -> int:
+        """The configuration change counter (see ``ConfigVersion``)."""
+        async with self._engine.connect() as conn:
+            v = await conn.scalar(select(ConfigVersion.version).where(ConfigVersion.id == 1))
+            return int(v or 0)

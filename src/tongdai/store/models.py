@@ -153,3 +153,15 @@ class AuthToken(Base):
     )
     expires_at: Mapped[float] = mapped_column(Double, index=True)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ConfigVersion(Base):
+    """One row counting changes to apps, devices, DIDs and trunks.
+
+    Running servers cache configuration and poll this number to know when to drop
+    their caches: a change made by the admin CLI takes effect within a second.
+    """
+
+    __tablename__ = "config_version"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -19,6 +19,8 @@ from tongdai.store.records import (
 
 class Store(Protocol):
     async def close(self) -> None: ...
+    async def config_version(self) -> int:
+        """A counter that changes whenever apps, devices, DIDs or trunks change."""
 
     # Apps (tenants)
     async def create_app(self, name: str) -> AppRec: ...

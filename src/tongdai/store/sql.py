@@ -99,7 +99,7 @@ class SqlStore(CallTables):
             app_id=_new_app_id(), app_secret=_new_secret(), name=name,
             created_at=time.time(), record_calls=True, default_did=None,
         )
-        async with self._write() as s:
+        async with self._config_write() as s:
             s.add(app)
         return _app_rec(app)
 
@@ -116,7 +116,7 @@ class SqlStore(CallTables):
     async def rotate_secret(self, app_id: str) -> AppRec:
         """A new app secret. The app's websocket tokens are revoked too: they were
         issued to whoever held the old secret."""
-        async with self._write() as s:
+        async with self._config_write() as s:
             app = await s.get(App, app_id)
             if app is None:
                 raise no_app(app_id)
@@ -126,7 +126,7 @@ class SqlStore(CallTables):
 
     async def delete_app(self, app_id: str) -> None:
         """Delete the app and everything it owns (devices, DIDs, trunks, CDRs...)."""
-        async with self._write() as s:
+        async with self._config_write() as s:
             result = await s.execute(delete(App).where(App.app_id == app_id))
             if not rowcount(result):
                 raise no_app(app_id)
@@ -136,7 +136,7 @@ class SqlStore(CallTables):
     ) -> AppRec:
         """Change settings of an app; ``None`` leaves a value as it is and an empty
         ``default_did`` clears it. The default DID must be one of the app's DIDs."""
-        async with self._write() as s:
+        async with self._config_write() as s:
             app = await s.get(App, app_id)
             if app is None:
                 raise no_app(app_id)
@@ -168,7 +168,7 @@ class SqlStore(CallTables):
             ha1_sha256=ha1("SHA-256", sip_user, realm, password),
         )
         try:
-            async with self._write() as s:
+            async with self._config_write() as s:
                 if await s.get(App, app_id) is None:
                     raise no_app(app_id)
                 if await s.get(Device, sip_user) is not None:
@@ -207,7 +207,7 @@ class SqlStore(CallTables):
         self, sip_user: str, password: str, *, realm: str, app_id: str | None = None
     ) -> DeviceRec:
         validate.password(password)
-        async with self._write() as s:
+        async with self._config_write() as s:
             dev = await s.get(Device, sip_user)
             if dev is None or (app_id is not None and dev.app_id != app_id):
                 raise _no_device(sip_user)
@@ -219,7 +219,7 @@ class SqlStore(CallTables):
     async def remove_device(self, sip_user: str, *, app_id: str | None = None) -> None:
         """Remove a device with its registrations and tokens; refused while a DID
         still rings it."""
-        async with self._write() as s:
+        async with self._config_write() as s:
             dev = await s.get(Device, sip_user)
             if dev is None or (app_id is not None and dev.app_id != app_id):
                 raise _no_device(sip_user)
@@ -233,7 +233,7 @@ class SqlStore(CallTables):
     async def add_did(self, app_id: str, number: str, sip_user: str) -> DidRec:
         did = Did(number=validate.did_number(number), app_id=app_id, sip_user=sip_user)
         try:
-            async with self._write() as s:
+            async with self._config_write() as s:
                 if await s.get(App, app_id) is None:
                     raise no_app(app_id)
                 dev = await s.get(Device, sip_user)
@@ -265,7 +265,7 @@ class SqlStore(CallTables):
     async def remove_did(self, number: str, *, app_id: str | None = None) -> None:
         """Remove a DID; if it was its app's default DID, the app has none afterwards."""
         key = validate.did_number(number)
-        async with self._write() as s:
+        async with self._config_write() as s:
             did = await s.get(Did, key)
             if did is None or (app_id is not None and did.app_id != app_id):
                 raise NotFound(f"DID {key} does not exist")
@@ -292,7 +292,7 @@ class SqlStore(CallTables):
             username=username, password=password, prefix=prefix, strip=strip,
         )
         try:
-            async with self._write() as s:
+            async with self._config_write() as s:
                 if await s.get(App, app_id) is None:
                     raise no_app(app_id)
                 taken = await s.scalar(
@@ -314,7 +314,7 @@ class SqlStore(CallTables):
             return [_trunk_rec(t) for t in await s.scalars(q)]
 
     async def remove_trunk(self, name: str, *, app_id: str) -> None:
-        async with self._write() as s:
+        async with self._config_write() as s:
             result = await s.execute(
                 delete(Trunk).where(Trunk.app_id == app_id, Trunk.name == name)
             )
