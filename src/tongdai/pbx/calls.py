@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from tongdai.background import stop_task
 from tongdai.bus.events import Event
 from tongdai.bus.protocol import EventBus
 from tongdai.media.engine import MediaEngine, MediaUnavailable
@@ -85,8 +86,8 @@ class CallService:
             self._hangup(call, None, "system")
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=5)
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        await stop_task(self._watchdog)
+        self._watchdog = None
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

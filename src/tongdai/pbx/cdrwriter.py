@@ -9,9 +9,9 @@ once that transaction has committed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
+from tongdai.background import stop_task
 from tongdai.store.errors import StoreError
 from tongdai.store.protocol import Store
 from tongdai.store.records import Cdr
@@ -34,11 +34,8 @@ class CdrWriter:
 
     async def stop(self) -> None:
         """Write what is pending, then stop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         while self._pending:
             await self._flush()
 

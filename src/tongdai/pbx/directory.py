@@ -11,12 +11,12 @@ also expire after ``ttl`` seconds as a safety net.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from tongdai.background import stop_task
 from tongdai.store.protocol import Store
 from tongdai.store.records import AppRec, DeviceRec, TrunkRec
 
@@ -120,11 +120,8 @@ class DeviceDirectory:
         self._task = asyncio.create_task(self._watch(), name="config-watch")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def _watch(self) -> None:
         while True:

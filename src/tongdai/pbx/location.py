@@ -10,10 +10,10 @@ or loses its last publishes ``device.registered`` / ``device.unregistered``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
+from tongdai.background import stop_task
 from tongdai.bus.events import Event
 from tongdai.bus.protocol import EventBus
 from tongdai.store.protocol import Store
@@ -140,11 +140,8 @@ class Location:
         self._task = asyncio.create_task(self._run(), name="location-sweeper")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         await self.flush()
 
     async def _run(self) -> None:
