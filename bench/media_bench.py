@@ -16,8 +16,10 @@ Jitter is packet delay variation (ITU-T Y.1540 PDV): each packet's transit time
 minus the smallest transit time of its stream; we report its 99th percentile. Each
 step first runs the same N phones talking to each other directly (no relay): that
 baseline is the generator's own delay variation on this machine at that load, and
-"added" is the relay's p99 minus the baseline's. N rises until a packet is lost or
-the added p99 passes 5 ms; the highest passing N is printed at the end.
+"added" is the relay's p99 minus the baseline's. "waited" is the share of time the
+relay was ready to run but had no CPU (/proc/self/schedstat): delay the scheduler
+added, not the relay. N rises until a packet is lost or the added p99 passes 5 ms;
+the highest passing N is printed at the end.
 """
 
 from __future__ import annotations
@@ -96,7 +98,9 @@ async def _relay(conn: Connection, recordings: Path, record: bool) -> None:
             return out
         if cmd == "cpu":
             t = os.times()
-            return t.user + t.system, sum(_proc_cpu(pid) for pid in engine.recorders.pids)
+            waited = _run_delay()
+            return (t.user + t.system, sum(_proc_cpu(pid) for pid in engine.recorders.pids),
+                    waited)
         if cmd == "close":
             start = time.monotonic()
             names = await asyncio.gather(*(s.close() for s in sessions))
@@ -127,6 +131,12 @@ async def _relay(conn: Connection, recordings: Path, record: bool) -> None:
     loop.add_reader(conn.fileno(), readable)
     await done.wait()
     loop.remove_reader(conn.fileno())
+
+
+def _run_delay() -> float:
+    """Seconds this process was runnable but waiting for a CPU (schedstat field 2)."""
+    with open("/proc/self/schedstat") as f:
+        return int(f.read().split()[1]) / 1e9
 
 
 def _proc_cpu(pid: int) -> float:
@@ -326,7 +336,7 @@ def main() -> None:
     head = (f"{'calls':>5} {'pkt/s':>6} {'hop CPU':>7} {'relay CPU':>9} {'enc CPU':>7} "
             f"{'gen CPU':>7} "
             f"{'lost':>4} {'base':>5} {'hop':>5} {'relay':>5} {'added':>5} {'max':>5} "
-            f"{'close':>6}")
+            f"{'close':>6} {'waited':>6}")
     print(head)
     print("-" * len(head))
     best = 0
@@ -344,13 +354,14 @@ def main() -> None:
                 hop_parent.send("stop")
                 hop_cpu = hop_parent.recv() / (time.monotonic() - t0)
                 legs = call(parent, "create", pairs)
-                (relay0, enc0), t0 = call(parent, "cpu"), time.monotonic()
+                (relay0, enc0, wait0), t0 = call(parent, "cpu"), time.monotonic()
                 gen0 = sum(os.times()[:2])
                 res = run.run([addr for pair in legs for addr in pair], args.seconds)
-                relay1, enc1 = call(parent, "cpu")
+                relay1, enc1, wait1 = call(parent, "cpu")
                 elapsed = time.monotonic() - t0
                 cpu, enc_cpu = (relay1 - relay0) / elapsed, (enc1 - enc0) / elapsed
                 gen_cpu = (sum(os.times()[:2]) - gen0) / elapsed
+                waited = (wait1 - wait0) / elapsed
                 close_s, files = call(parent, "close")
             finally:
                 run.close()
@@ -361,7 +372,7 @@ def main() -> None:
                   f"{cpu * 100:>8.0f}% "
                   f"{enc_cpu * 100:>6.0f}% {gen_cpu * 100:>6.0f}% {res['lost']:>4} "
                   f"{base['p99_ms']:>5.2f} {hop_res['p99_ms']:>5.2f} {res['p99_ms']:>5.2f} "
-                  f"{added:>5.2f} {res['max_ms']:>5.1f} {close_s:>5.2f}s"
+                  f"{added:>5.2f} {res['max_ms']:>5.1f} {close_s:>5.2f}s {waited * 100:>5.1f}%"
                   + ("" if ok else "  <- limit"), flush=True)
             if files != expected:
                 print(f"      {files} recordings were written, expected {expected}")

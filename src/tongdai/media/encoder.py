@@ -14,17 +14,22 @@ private to the parent):
     ("final", rid, batch, end)            last packets; publish; reply below
     ("done", rid, name)                   reply: the file name, or "" if none
 
-The process keeps the default CPU priority on purpose: measured with
-``bench/media_bench.py``, a niced (or SCHED_IDLE) encoder made the relay's p99
-delay worse, not better (it stays runnable longer, so a waking relay more often
-finds both cores taken). It ignores SIGINT and SIGTERM and exits when its stdin
-closes, so a shutdown signalled to the whole process group still lets the parent
-finish the recordings in progress.
+The process runs at nice 19: encoding can wait, relaying cannot. Measured with
+``bench/media_bench.py`` (its "waited" column, from /proc/self/schedstat), a
+relay sharing a core with an encoder at normal priority spent a quarter to a third
+of the time runnable but not running, which is exactly the jitter it added; at
+nice 19 that fell to a few percent. When the CPU is saturated the encoder falls
+behind first: the relay then holds packets back, and past a bound drops recorded
+audio with a warning, never call audio. The process ignores SIGINT and SIGTERM
+and exits when its stdin closes, so a shutdown signalled to the whole process
+group still lets the parent finish the recordings in progress.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import pickle
 import signal
 import struct
@@ -132,6 +137,8 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(19)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s tongdai-encoder %(levelname)s %(message)s")
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
