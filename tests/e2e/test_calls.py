@@ -271,3 +271,25 @@ def test_hold_and_resume_pass_through(pbx: Pbx, phones: Phones) -> None:
     cdr = pbx.wait_cdr(before + 1)
     assert cdr["status_detail"] == "SUCCESS"
     assert cdr["billing_seconds"] >= 7
+
+
+def test_late_offer_call(pbx: Pbx, phones: Phones) -> None:
+    """An INVITE without SDP: the offer comes from bob's 200, the answer in the ACK."""
+    before = len(pbx.cdrs())
+    b = pbx.phone(phones, "bob", "tone1000")
+    csv = pbx.tmp / "late.csv"
+    csv.write_text("SEQUENTIAL\nalice;alice-secret-pw;"
+                   "[authentication username=alice password=alice-secret-pw];\n")
+    res = subprocess.run(
+        ["sipp", pbx.server.sip, "-sf", scenario("uac_late_offer.xml"), "-inf", str(csv),
+         "-s", "102", "-i", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port()),
+         "-m", "1", "-timeout", "30", "-nostdin", "-trace_msg"],
+        cwd=pbx.tmp, capture_output=True, timeout=60,
+    )
+    assert res.returncode == 0, res.stderr[-2000:].decode() + "".join(
+        p.read_text()[-6000:] for p in pbx.tmp.glob("uac_late_offer_*_messages.log"))
+    pbx.expect(b, "CALL_ESTABLISHED", 10)
+    pbx.expect(b, "CALL_CLOSED", 10)
+    cdr = pbx.wait_cdr(before + 1)
+    assert cdr["status_detail"] == "SUCCESS"
+    assert cdr["callee"]["username"] == "bob"
