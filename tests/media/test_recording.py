@@ -181,3 +181,25 @@ async def test_a_dead_encoder_is_replaced(engine: RelayEngine,
     assert name and (engine.recordings_dir / "app1" / name).is_file()
     a.close()
     b.close()
+
+
+async def test_calls_spread_over_several_encoders(tmp_path: Path) -> None:
+    engine = RelayEngine("127.0.0.1", free_range(16), tmp_path, encoder_processes=2)
+    await engine.start()
+    a, b = await open_phone(), await open_phone()
+    sessions = [await engine.create_session(call_id=f"e{i}", app_id="app1", record=True)
+                for i in range(2)]
+    assert len(set(engine.recorders.pids)) == 2
+    for s in sessions:
+        s.set_remote("b", *b.address)
+        s.start_recording()
+    await asyncio.gather(*(a.stream(frames(tone_codes(440, 0.4), ssrc=7 + i),
+                                    s.local_address("a"))
+                           for i, s in enumerate(sessions)))
+    names = [await s.close() for s in sessions]
+    assert all(names) and len(set(names)) == 2
+    assert sorted(p.name for p in (tmp_path / "app1").iterdir()) == sorted(names)
+    await engine.stop()
+    assert engine.recorders.pids == []
+    a.close()
+    b.close()

@@ -1,8 +1,9 @@
 """tongdai.media: the call's media path and its recordings.
 
 ``MediaEngine``/``MediaSession`` are the seam the call layer uses; ``RelayEngine`` is
-the built-in engine (asyncio RTP/RTCP relay with MP3 recording). ``RecordingSigner``
-makes and checks signed recording URLs; ``recording_routes`` serves them.
+the built-in engine (asyncio RTP/RTCP relay; MP3 recording in encoder processes).
+``RecordingSigner`` makes and checks signed recording URLs; ``recording_routes``
+serves them.
 """
 
 from tongdai.media.engine import Leg, MediaEngine, MediaSession, MediaUnavailable
