@@ -13,7 +13,8 @@ latches the source; a packet from elsewhere re-latches only if it carries a new 
 current SSRC cannot steal the stream. Packets are forwarded whatever their source.
 
 The per-packet path is a tuple comparison, a ``sendto`` and, when recording, two
-appends; nothing is parsed and no object is created beyond the datagram itself.
+appends; nothing is parsed, and nothing is allocated but the datagram and its
+arrival time.
 """
 
 from __future__ import annotations
