@@ -49,6 +49,12 @@ class InProcessBus:
     def __init__(self) -> None:
         self._subs: set[Subscription] = set()
 
+    async def start(self) -> None:
+        """Nothing to connect; here so callers treat every backend alike."""
+
+    async def close(self) -> None:
+        """Nothing to release; subscriptions stay usable, as with every backend."""
+
     async def publish(self, event: Event) -> None:
         for sub in tuple(self._subs):
             sub._deliver(event)
