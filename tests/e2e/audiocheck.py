@@ -60,3 +60,9 @@ def tone_power(path: Path, hz: float) -> float:
         energy += x * x
     power = s1 * s1 + s2 * s2 - k * s1 * s2
     return power / (energy * len(s)) if energy else 0.0
+
+
+def duration(path: Path) -> float:
+    """Length in seconds."""
+    s, rate = samples(path)
+    return len(s) / rate

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.e2e.audiocheck import dominant_hz, rms
+from tests.e2e.audiocheck import dominant_hz, duration, rms, tone_power
 from tests.e2e.baresip_ctl import Baresip
 from tests.e2e.conftest import Phones, Server, free_port, make_server, scenario, wait_until
 
@@ -34,6 +34,11 @@ class Pbx:
                    "--port", str(self.carrier_port), "--username", "trunkuser",
                    "--password", "trunkpass")
         server.cli("did", "add", "--app", self.app_id, DID, "--device", "alice")
+
+    def recording(self, name: str) -> Path:
+        path = self.server.data_dir / "recordings" / self.app_id / name
+        assert path.is_file(), f"no recording {path}"
+        return path
 
     def cdrs(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.server.cli("cdr", "list", "--app", self.app_id)
@@ -116,6 +121,11 @@ def test_internal_call_with_audio(pbx: Pbx, phones: Phones) -> None:
     assert 2 <= cdr["billing_seconds"] <= 5
     assert cdr["duration_seconds"] >= cdr["billing_seconds"]
     assert cdr["recording"].startswith("call_recording_")
+    # the recording holds both parties, as long as the talk time
+    mp3 = pbx.recording(cdr["recording"])
+    floor = tone_power(mp3, 700)  # a frequency nobody played
+    assert tone_power(mp3, 440) > 20 * floor and tone_power(mp3, 1000) > 20 * floor
+    assert abs(duration(mp3) - cdr["billing_seconds"]) <= 1.5
     # media went end to end through the relay: each side heard the other's tone
     a.stop()
     b.stop()
@@ -143,6 +153,9 @@ def test_outbound_answered(pbx: Pbx, phones: Phones, audio: dict[str, Path]) -> 
     assert cdr["did_number"] is None
     assert cdr["callee"] == {"number": "0901234567", "type": "realnumber"}
     assert cdr["billing_seconds"] >= 1
+    # the carrier's RTP stream (SIPp rtp_stream, 1000 Hz) is in the recording
+    mp3 = pbx.recording(cdr["recording"])
+    assert tone_power(mp3, 1000) > 20 * tone_power(mp3, 700)
 
 
 @pytest.mark.parametrize(
