@@ -107,8 +107,7 @@ async def test_recovers_after_the_subscriber_connection_is_killed(
 
     [before] = await _clients(admin, bus.client_name, "pubsub")
     # CLIENT KILL TYPE pubsub, narrowed to this bus's subscriber: other tests share Redis.
-    killed = await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub",
-                                         "ADDR", before["addr"])
+    killed = await admin.client_kill_filter(_type="pubsub", addr=before["addr"])
     assert killed == 1
 
     await _until_received(bus, sub)
@@ -132,7 +131,7 @@ async def test_recovers_after_the_publisher_connection_is_killed(
     publishers = await _clients(admin, bus.client_name, "normal")
     assert publishers
     for c in publishers:
-        await admin.execute_command("CLIENT", "KILL", "ID", c["id"])
+        await admin.client_kill_filter(_id=c["id"])
     for n in range(1, 101):
         await bus.publish(ev(n))
     assert await _numbered(sub, 100) == list(range(1, 101))

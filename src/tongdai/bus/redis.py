@@ -186,7 +186,7 @@ class RedisBus:
         return len(self._outbox)
 
     async def start(self) -> None:
-        """Connect and subscribe; returns once subscribed or after ``connect_timeout``.
+        """Connect and subscribe; returns once subscribed, or after ``2 * connect_timeout``.
 
         An unreachable Redis is logged, not raised: the bus keeps reconnecting in the
         background and the PBX runs on meanwhile.
