@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import uvicorn
 
@@ -26,7 +27,7 @@ from tongdai.media.serve import recording_routes
 from tongdai.media.urls import RecordingSigner, load_or_create_secret
 from tongdai.pbx.calls import CallService
 from tongdai.pbx.cdrwriter import CdrWriter
-from tongdai.pbx.directory import DeviceDirectory
+from tongdai.pbx.directory import CachedStore, DeviceDirectory
 from tongdai.pbx.location import Location
 from tongdai.pbx.registrar import Registrar
 from tongdai.pbx.router import SipRouter
@@ -148,7 +149,8 @@ def http_app(pbx: Pbx) -> object:
         load_or_create_secret(s.data_dir), s.base_url, s.recording_url_ttl
     )
     return create_api(
-        settings=s, store=pbx.store, bus=pbx.bus, calls=pbx.calls, recordings=signer,
+        settings=s, store=cast(Store, CachedStore(pbx.directory)), bus=pbx.bus,
+        calls=pbx.calls, recordings=signer,
         extra_routes=recording_routes(signer, s.recordings_dir),
     )
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from tongdai.background import stop_task
 from tongdai.store.protocol import Store
@@ -130,3 +131,27 @@ class DeviceDirectory:
                 await self.check()
             except Exception as exc:  # the database is away: keep serving from cache
                 log.warning("configuration check failed: %s", exc)
+
+
+class CachedStore:
+    """The store, with configuration reads answered by a ``DeviceDirectory``.
+
+    Handed to the Open API so that authenticating a request (app, device) costs no
+    database round trip; every other call goes straight to the store.
+    """
+
+    def __init__(self, directory: DeviceDirectory) -> None:
+        self._directory = directory
+        self._store = directory.store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def get_app(self, app_id: str) -> AppRec | None:
+        return await self._directory.app(app_id, time.time())
+
+    async def get_device(self, sip_user: str) -> DeviceRec | None:
+        return await self._directory.get(sip_user, time.time())
+
+    async def find_device(self, app_id: str, name: str) -> DeviceRec | None:
+        return await self._directory.find(app_id, name, time.time())
