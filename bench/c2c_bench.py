@@ -23,11 +23,11 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sipbench import Tongdai, free_port  # noqa: E402
+from sipbench import Tongdai, free_port
 
-from tongdai.sip import digest  # noqa: E402
-from tongdai.sip.message import Request, make_response, serialize  # noqa: E402
-from tongdai.sip.parser import parse_message  # noqa: E402
+from tongdai.sip import digest
+from tongdai.sip.message import Request, make_response, serialize
+from tongdai.sip.parser import parse_message
 
 REGISTER = (
     "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{b}\r\n"
