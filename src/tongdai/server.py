@@ -20,7 +20,7 @@ import uvicorn
 
 from tongdai import __version__
 from tongdai.api.app import create_api
-from tongdai.bus import InProcessBus
+from tongdai.bus import InProcessBus, RedisBus, open_bus
 from tongdai.demo import demo_text, ensure_demo
 from tongdai.media.relay import RelayEngine
 from tongdai.media.serve import recording_routes
@@ -73,7 +73,7 @@ class Pbx:
 
     settings: Settings
     store: Store
-    bus: InProcessBus
+    bus: InProcessBus | RedisBus
     shell: SipShell
     location: Location
     directory: DeviceDirectory
@@ -98,7 +98,8 @@ async def build(settings: Settings) -> Pbx:
     """Open storage and bind SIP and media; HTTP is served by ``serve``."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = await open_store(settings.db_url)
-    bus = InProcessBus()
+    bus = open_bus(settings.bus_url)
+    await bus.start()
     wall: Callable[[], float] = time.time
     endpoint = Endpoint(host=settings.sip_host, port=settings.sip_port, user_agent=USER_AGENT)
     shell = SipShell(endpoint=endpoint, host=settings.sip_host, port=settings.sip_port)
@@ -162,6 +163,7 @@ async def shutdown(pbx: Pbx) -> None:
     await pbx.directory.stop()
     await pbx.shell.stop()
     await pbx.media.stop()
+    await pbx.bus.close()
     await pbx.store.close()
 
 

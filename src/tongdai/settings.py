@@ -25,6 +25,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("./tongdai-data")
     database_url: str = ""
+    bus_url: str = ""  # "" = in-process; redis://host:6379/0 shares events between processes
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
     sip_host: str = "127.0.0.1"
@@ -89,6 +90,13 @@ class Settings(BaseSettings):
             zoneinfo.ZoneInfo(v)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError("must be an IANA time zone such as Asia/Ho_Chi_Minh") from exc
+        return v
+
+    @field_validator("bus_url")
+    @classmethod
+    def _check_bus(cls, v: str) -> str:
+        if v and not v.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("must be empty, memory:// or a redis:// URL")
         return v
 
     @field_validator("database_url")
