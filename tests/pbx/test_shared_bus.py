@@ -8,9 +8,9 @@ import secrets
 from pathlib import Path
 
 import pytest
-
 from tests.pbx.conftest import UdpClient
 from tests.pbx.test_registrar import Phone
+
 from tongdai.bus import open_bus
 from tongdai.server import build, shutdown
 from tongdai.settings import load_settings
