@@ -132,7 +132,7 @@ class DigestServer:
 
     def make_nonce(self, now: float, entropy: bytes) -> str:
         head = struct.pack(">d", now) + entropy[:8].ljust(8, b"\0")
-        mac = hmac.new(self._secret, head, hashlib.sha256).digest()[:16]
+        mac = hmac.digest(self._secret, head, "sha256")[:16]
         return base64.urlsafe_b64encode(head + mac).decode("ascii").rstrip("=")
 
     def _nonce_time(self, nonce: str) -> float | None:
@@ -143,7 +143,7 @@ class DigestServer:
         if len(raw) != self._NONCE_LEN:
             return None
         head, mac = raw[:16], raw[16:]
-        good = hmac.new(self._secret, head, hashlib.sha256).digest()[:16]
+        good = hmac.digest(self._secret, head, "sha256")[:16]
         if not hmac.compare_digest(mac, good):
             return None
         (ts,) = struct.unpack(">d", head[:8])
