@@ -240,6 +240,9 @@ def main(settings: Settings, *, demo: bool = False) -> int:
         level=settings.log_level.upper(), stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Migration chatter is for `tongdai db upgrade`, not for every start.
+    if settings.log_level != "debug":
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         import uvloop
 
