@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.e2e.conftest import Phones, Server, free_port, scenario, wait_until
+from tests.e2e.conftest import Phones, Server, free_port, make_server, scenario, wait_until
 from tests.e2e.lossy import LossyRelay
 
 pytestmark = pytest.mark.e2e
@@ -134,3 +134,22 @@ def test_registrations_complete_under_20_percent_loss(server: Server) -> None:
     assert res.returncode == 0, res.stderr[-1000:]
     assert row["SuccessfulCall(C)"] == "40"
     assert int(row["Retransmissions(C)"]) > 0  # completed through retransmission
+
+
+def test_pjsua2_registers_with_sha256_digest(tmp_path: Path) -> None:
+    """RFC 8760: challenged with SHA-256 only, PJSIP must answer with it (tongdai checks
+    the stored SHA-256 HA1)."""
+    server = make_server(tmp_path, digest_algorithms="SHA-256")
+    server.start()
+    try:
+        app = server.cli("app", "create", "sha")
+        server.add_devices(app["app_id"], [("shauser", "sha-secret-pw")])
+        res = subprocess.run(
+            ["python3", str(Path(__file__).parent / "pj_register.py"), server.sip, "shauser",
+             "sha-secret-pw", "udp", str(free_port()), "2"],
+            capture_output=True, text=True, timeout=60,
+        )
+        states = [ln for ln in res.stdout.splitlines() if ln.startswith("REG_STATE")]
+        assert states and states[0].startswith("REG_STATE 200"), res.stdout + res.stderr
+    finally:
+        server.stop()
