@@ -306,3 +306,24 @@ def test_late_offer_call(pbx: Pbx, phones: Phones) -> None:
     cdr = pbx.wait_cdr(before + 1)
     assert cdr["status_detail"] == "SUCCESS"
     assert cdr["callee"]["username"] == "bob"
+
+
+def test_call_to_a_device_registered_over_tcp(pbx: Pbx, phones: Phones) -> None:
+    """The INVITE reaches a TCP-registered phone over the connection it registered on."""
+    before = len(pbx.cdrs())
+    a = phones.start(f"alice-tcp-{time.monotonic_ns()}", "tone440")
+    a.add_account("alice", "alice-secret-pw", pbx.server.sip, transport="tcp")
+    pbx.expect(a, "REGISTER_OK", 10)
+    regs = [r for r in pbx.server.cli("registration", "list", "--app", pbx.app_id)
+            if r["sip_user"] == "alice"]
+    assert any(r["transport"] == "tcp" for r in regs)
+    b = pbx.phone(phones, "bob", "tone1000")
+    pbx.dial(b, "101")
+    pbx.expect(a, "CALL_ESTABLISHED", 10)
+    pbx.expect(b, "CALL_ESTABLISHED", 10)
+    time.sleep(1)
+    b.ctl.cmd("hangup")
+    pbx.expect(a, "CALL_CLOSED", 10)
+    cdr = pbx.wait_cdr(before + 1)
+    assert cdr["status_detail"] == "SUCCESS"
+    assert cdr["callee"]["username"] == "alice"
