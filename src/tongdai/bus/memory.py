@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
+from typing import Any
 
 from tongdai.bus.events import Event
 
 
 class Subscription:
-    """An async iterator over events; close it (or leave its ``async with``) to stop."""
+    """An async iterator over events; close it (or leave its ``async with``) to stop.
 
-    def __init__(self, bus: InProcessBus) -> None:
-        self._bus = bus
+    Shared by every bus backend: the bus puts events in with ``_put`` and is told of
+    the close through ``on_close``.
+    """
+
+    def __init__(self, on_close: Callable[[Any], None]) -> None:
+        self._on_close = on_close
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
 
-    def _deliver(self, event: Event) -> None:
+    def _put(self, event: Event) -> None:
         self._queue.put_nowait(event)
 
     def __aiter__(self) -> Subscription:
@@ -32,7 +37,7 @@ class Subscription:
             return None
 
     def close(self) -> None:
-        self._bus._subs.discard(self)
+        self._on_close(self)
 
     async def __aenter__(self) -> Subscription:
         return self
@@ -57,10 +62,10 @@ class InProcessBus:
 
     async def publish(self, event: Event) -> None:
         for sub in tuple(self._subs):
-            sub._deliver(event)
+            sub._put(event)
 
     def subscribe(self) -> Subscription:
-        sub = Subscription(self)
+        sub = Subscription(self._subs.discard)
         self._subs.add(sub)
         return sub
 

@@ -40,6 +40,7 @@ from redis.exceptions import RedisError
 
 from tongdai.background import stop_task
 from tongdai.bus.events import Event
+from tongdai.bus.memory import Subscription
 
 log = logging.getLogger("tongdai.bus.redis")
 
@@ -94,42 +95,19 @@ def _backoff(failures: int) -> float:
     return min(_BACKOFF_CAP, _BACKOFF_FIRST * 2.0 ** min(failures - 1, 8)) * random.uniform(0.5, 1)
 
 
-class RedisSubscription:
-    """An async iterator over events; close it (or leave its ``async with``) to stop."""
+class RedisSubscription(Subscription):
+    """A subscription that skips this bus's own events published before it existed."""
 
     def __init__(self, bus: RedisBus, since: int) -> None:
-        self._bus = bus
+        super().__init__(bus._subs.discard)
+        self._origin = bus.origin
         # This bus's events numbered up to ``since`` were published before we existed.
         self._since = since
-        self._queue: asyncio.Queue[Event] = asyncio.Queue()
 
     def _deliver(self, event: Event, origin: str, seq: int) -> None:
-        if origin == self._bus.origin and seq <= self._since:
+        if origin == self._origin and seq <= self._since:
             return
-        self._queue.put_nowait(event)
-
-    def __aiter__(self) -> RedisSubscription:
-        return self
-
-    async def __anext__(self) -> Event:
-        return await self._queue.get()
-
-    def get_nowait(self) -> Event | None:
-        try:
-            return self._queue.get_nowait()
-        except asyncio.QueueEmpty:
-            return None
-
-    def close(self) -> None:
-        self._bus._subs.discard(self)
-
-    async def __aenter__(self) -> RedisSubscription:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+        self._put(event)
 
 
 class RedisBus:
