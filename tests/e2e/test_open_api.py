@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import subprocess
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.conftest import _create_database, _drop_database, _pg_url
 from tests.e2e.audiocheck import rms
 from tests.e2e.conftest import Phones, Server, free_port, make_server, scenario, wait_until
 from websockets.sync.client import ClientConnection, connect
@@ -76,10 +78,16 @@ class Api:
         )
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """The whole flow runs once with the embedded SQLite and once on PostgreSQL."""
     tmp = tmp_path_factory.mktemp("api")
-    server = make_server(tmp, ring_timeout="8")
+    db = ""
+    if request.param == "postgresql":
+        db = asyncio.run(_create_database())
+        server = make_server(tmp, ring_timeout="8", database_url=_pg_url(db))
+    else:
+        server = make_server(tmp, ring_timeout="8")
     server.start()
     api = None
     try:
@@ -89,6 +97,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         if api is not None:
             api.http.close()
         server.stop()
+        if db:
+            asyncio.run(_drop_database(db))
 
 
 def ws_connect(api: Api, token: str, since: int | None = None) -> ClientConnection:
