@@ -99,7 +99,7 @@ def _admin_round_trip(run: Run) -> None:
     assert j("did", "remove", "028 7301 9555", "--app", app_id) == {"removed": "02873019555"}
     assert j("device", "remove", "alice", "--app", app_id) == {"removed": "alice"}
     assert j("trunk", "remove", "viettel", "--app", app_id) == {"removed": "viettel"}
-    assert j("db", "upgrade")["revision"] == "0002"
+    assert j("db", "upgrade")["revision"] == "0003"
     assert j("app", "delete", app_id) == {"deleted": app_id}
     assert j("app", "list") == []
 

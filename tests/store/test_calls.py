@@ -1,11 +1,17 @@
 """Registrations, CDRs and tokens on both backends."""
 
+import math
 import time
 from dataclasses import replace
 
 import pytest
+from alembic import command
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
 from tongdai.store import Cdr, Conflict, Invalid, NotFound, Registration, TokenRec
+from tongdai.store.calls import utc_day
+from tongdai.store.engine import alembic_config
 from tongdai.store.sql import SqlStore, open_store
 
 REALM = "pbx.test"
@@ -229,3 +235,129 @@ async def test_device_removal_drops_its_tokens(store: SqlStore) -> None:
     with pytest.raises(Conflict):  # unknown device
         await store.add_token(TokenRec(token_hash="h", app_id=a, sip_user="alice",
                                        expires_at=time.time() + 60))
+
+
+# Daily counts behind the histories total ---------------------------------------------
+
+MIDNIGHT = 20_000 * 86400.0  # a UTC midnight (2024-10-04)
+DAY = 86400.0
+# Start times around midnights: exactly on them, a hair either side of them (the largest
+# double below a midnight), early and late in a day (PostgreSQL's cast to integer rounds
+# the day number up past noon), several days apart, before 1970 (SQLite's cast truncates
+# towards zero).
+TIMES = [
+    MIDNIGHT - 1.0, math.nextafter(MIDNIGHT, 0.0), MIDNIGHT, MIDNIGHT, MIDNIGHT + 0.5,
+    MIDNIGHT + 3600.0, MIDNIGHT + DAY - 0.001, math.nextafter(MIDNIGHT + DAY, 0.0),
+    MIDNIGHT + DAY, MIDNIGHT + 2 * DAY + 100.0, MIDNIGHT + 2 * DAY + 100.0,
+    math.nextafter(MIDNIGHT + 3 * DAY, 0.0), MIDNIGHT + 5 * DAY, MIDNIGHT + 5 * DAY + 86399.0,
+    MIDNIGHT + 40 * DAY + 7.25, 12.5, -100.5,
+]
+
+
+def _brute(cdrs: list[Cdr], app_id: str, lo: float, hi: float) -> int:
+    return sum(1 for c in cdrs if c.app_id == app_id and lo <= c.started_at <= hi)
+
+
+def _windows() -> list[tuple[float, float]]:
+    """Every pair of interesting bounds: same day, across midnight, many days, exactly
+    on midnights, a hair off them, empty, reversed."""
+    points = [-DAY, 0.0, MIDNIGHT - DAY, math.nextafter(MIDNIGHT, 0.0), MIDNIGHT,
+              math.nextafter(MIDNIGHT, 1e18), MIDNIGHT + 10, MIDNIGHT + 20_000,
+              MIDNIGHT + DAY, MIDNIGHT + 2 * DAY + 100.0, math.nextafter(MIDNIGHT + 3 * DAY, 0.0),
+              MIDNIGHT + 5 * DAY, MIDNIGHT + 6 * DAY, MIDNIGHT + 50 * DAY]
+    return [(lo, hi) for lo in points for hi in points]
+
+
+async def _daily_rows(store: SqlStore) -> set[tuple[str, int, int]]:
+    async with store._engine.connect() as conn:
+        rows = await conn.execute(text("SELECT app_id, day, count FROM cdr_daily"))
+        return {(r[0], int(r[1]), int(r[2])) for r in rows}
+
+
+def _expected_daily(cdrs: list[Cdr]) -> set[tuple[str, int, int]]:
+    per: dict[tuple[str, int], int] = {}
+    for c in cdrs:
+        key = (c.app_id, math.floor(c.started_at / DAY))
+        per[key] = per.get(key, 0) + 1
+    return {(a, d, n) for (a, d), n in per.items()}
+
+
+async def _check_totals(
+    store: SqlStore, cdrs: list[Cdr], apps: list[str], every: int = 1
+) -> None:
+    for app_id in apps:
+        for lo, hi in _windows()[::every]:
+            total, _ = await store.list_cdrs(app_id, lo, hi, limit=1, offset=0)
+            assert total == _brute(cdrs, app_id, lo, hi), (app_id, lo, hi)
+
+
+def test_utc_day_is_the_exact_floor() -> None:
+    assert utc_day(MIDNIGHT) == 20_000
+    assert utc_day(math.nextafter(MIDNIGHT, 0.0)) == 19_999
+    assert utc_day(math.nextafter(MIDNIGHT + 3 * DAY, 0.0)) == 20_002
+    assert (utc_day(0.0), utc_day(-0.5), utc_day(-DAY), utc_day(DAY - 1)) == (0, -1, -1, 0)
+
+
+async def test_totals_match_a_brute_force_count(store: SqlStore) -> None:
+    a, b = await _app_with(store), await _app_with(store)
+    cdrs = [_cdr(a, f"a{i}", t) for i, t in enumerate(TIMES)]
+    cdrs += [_cdr(b, f"b{i}", t) for i, t in enumerate(TIMES[::3])]
+    for c in cdrs[:5]:
+        await store.add_cdr(c)
+    await store.add_cdrs(cdrs[5:9])  # a batch with several CDRs on one day
+    await store.add_cdrs(cdrs[9:])  # a batch over many days and both apps
+    await store.add_cdrs([])
+    assert await _daily_rows(store) == _expected_daily(cdrs)
+    await _check_totals(store, cdrs, [a, b])
+    assert (await store.list_cdrs("no-such-app", 0.0, 1e10, limit=1, offset=0))[0] == 0
+    # The page is unchanged: still the window's rows, newest first.
+    total, page = await store.list_cdrs(a, MIDNIGHT, MIDNIGHT + DAY, limit=100, offset=0)
+    assert total == len(page) == 7
+    assert [c.started_at for c in page] == sorted(
+        (t for t in TIMES if MIDNIGHT <= t <= MIDNIGHT + DAY), reverse=True)
+
+
+async def test_a_rejected_cdr_leaves_the_counts_alone(store: SqlStore) -> None:
+    a = await _app_with(store)
+    cdrs = [_cdr(a, "c1", MIDNIGHT + 10), _cdr(a, "c2", MIDNIGHT + DAY + 10)]
+    await store.add_cdrs(cdrs)
+    before = await _daily_rows(store)
+    with pytest.raises(Conflict):
+        await store.add_cdr(_cdr(a, "c1", MIDNIGHT + 20))
+    with pytest.raises(Conflict):  # one duplicate sinks the batch, counts included
+        await store.add_cdrs([_cdr(a, "c3", MIDNIGHT + 30), _cdr(a, "c2", MIDNIGHT + 40)])
+    with pytest.raises(NotFound):
+        await store.add_cdr(_cdr("ghost-app", "c4", MIDNIGHT + 50))
+    assert await _daily_rows(store) == before
+    assert await store.get_cdr("c3") is None
+    assert (await store.list_cdrs(a, MIDNIGHT, MIDNIGHT + 3 * DAY, limit=1, offset=0))[0] == 2
+
+
+async def test_deleting_an_app_deletes_its_counts(store: SqlStore) -> None:
+    a, b = await _app_with(store), await _app_with(store)
+    await store.add_cdrs([_cdr(a, "a1", MIDNIGHT), _cdr(b, "b1", MIDNIGHT)])
+    await store.delete_app(a)
+    assert await _daily_rows(store) == {(b, 20_000, 1)}
+
+
+async def test_migration_backfills_the_counts(db_url: str) -> None:
+    store = await open_store(db_url)
+    try:
+        a, b = await _app_with(store), await _app_with(store)
+        cdrs = [_cdr(a, f"a{i}", t) for i, t in enumerate(TIMES)]
+        cdrs += [_cdr(b, f"b{i}", t) for i, t in enumerate(TIMES[1::2])]
+        await store.add_cdrs(cdrs)
+        kept = await _daily_rows(store)
+
+        def down_and_up(conn: Connection) -> None:
+            command.downgrade(alembic_config(conn), "0002")
+            command.upgrade(alembic_config(conn), "0003")
+
+        async with store._engine.begin() as conn:
+            await conn.run_sync(down_and_up)
+        assert await store.schema_revision() == "0003"
+        # The SQL backfill computes the same days as the store, to the last double.
+        assert await _daily_rows(store) == kept == _expected_daily(cdrs)
+        await _check_totals(store, cdrs, [a, b], every=7)
+    finally:
+        await store.close()

@@ -15,7 +15,7 @@ from tongdai.store.models import Base
 from tongdai.store.sql import open_store
 
 TABLES = {"apps", "devices", "dids", "trunks", "registrations", "cdrs", "auth_tokens",
-          "config_version"}
+          "config_version", "cdr_daily"}
 
 
 def _schema_diff(conn: Connection) -> list[object]:
@@ -26,7 +26,7 @@ def _schema_diff(conn: Connection) -> list[object]:
 async def test_migrations_build_exactly_the_models(db_url: str) -> None:
     store = await open_store(db_url)
     try:
-        assert await store.schema_revision() == "0002"
+        assert await store.schema_revision() == "0003"
         async with store._engine.connect() as conn:
             tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
             assert tables == TABLES | {"alembic_version"}
@@ -62,7 +62,7 @@ async def test_downgrade_and_upgrade_again(db_url: str) -> None:
 
         async with store._engine.begin() as conn:
             assert await conn.run_sync(down_and_up) == {"alembic_version"}
-        assert await store.schema_revision() == "0002"
+        assert await store.schema_revision() == "0003"
         assert await store.list_apps() == []
     finally:
         await store.close()

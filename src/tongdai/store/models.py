@@ -142,6 +142,22 @@ class CdrRow(Base):
 Index("ix_cdrs_app_started", CdrRow.app_id, CdrRow.started_at.desc(), CdrRow.call_id)
 
 
+class CdrDaily(Base):
+    """How many CDRs each app has per UTC day (``day`` = floor(started_at / 86400)),
+    kept by ``add_cdr``/``add_cdrs`` in the CDR's own transaction.
+
+    The histories ``total`` must be exact, and counting a month of a busy app's CDRs
+    through the index costs tens of milliseconds; summing ~30 of these rows and
+    counting only the two partial edge days costs well under one.
+    """
+
+    __tablename__ = "cdr_daily"
+
+    app_id: Mapped[str] = mapped_column(String(32), _app_fk(), primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
 class AuthToken(Base):
     __tablename__ = "auth_tokens"
     __table_args__ = (Index("ix_auth_tokens_app_user", "app_id", "sip_user"),)
