@@ -327,3 +327,25 @@ def test_call_to_a_device_registered_over_tcp(pbx: Pbx, phones: Phones) -> None:
     cdr = pbx.wait_cdr(before + 1)
     assert cdr["status_detail"] == "SUCCESS"
     assert cdr["callee"]["username"] == "alice"
+
+
+def test_a_device_registered_twice_rings_on_both(pbx: Pbx, phones: Phones) -> None:
+    """Forking: both of alice's phones ring; the one that answers wins, the other is
+    cancelled."""
+    before = len(pbx.cdrs())
+    desk = phones.start(f"alice-desk-{time.monotonic_ns()}", "tone440")
+    desk.add_account("alice", "alice-secret-pw", pbx.server.sip, answer="manual")
+    pbx.expect(desk, "REGISTER_OK", 10)
+    soft = pbx.phone(phones, "alice", "tone440")  # answers by itself
+    b = pbx.phone(phones, "bob", "tone1000")
+    pbx.dial(b, "101")
+    pbx.expect(desk, "CALL_INCOMING", 10)  # it rang...
+    pbx.expect(soft, "CALL_ESTABLISHED", 10)
+    pbx.expect(b, "CALL_ESTABLISHED", 10)
+    pbx.expect(desk, "CALL_CLOSED", 10)  # ...and stopped ringing when the other answered
+    time.sleep(1)
+    b.ctl.cmd("hangup")
+    pbx.expect(soft, "CALL_CLOSED", 10)
+    cdr = pbx.wait_cdr(before + 1)
+    assert cdr["status_detail"] == "SUCCESS"
+    assert cdr["callee"]["username"] == "alice"

@@ -33,6 +33,7 @@ class Leg:
     # Late offer (INVITE without SDP): the 2xx ACK to leg b waits for leg a's ACK.
     ack_pending: bool = False
     remote_sdp: bytes = b""  # the far end's answer, once it answered
+    final: int = 0  # the final response this (UAC) leg got, when it failed
 
 
 @dataclass(eq=False)
@@ -48,7 +49,8 @@ class Call:
     caller_id: str = ""  # the number shown to carriers (the app's default DID)
     devices: list[str] = field(default_factory=list)  # sip_users whose streams see it
     a: Leg | None = None
-    b: Leg | None = None
+    b: Leg | None = None  # the callee side: the fork that answered, or the first one
+    forks: list[Leg] = field(default_factory=list)  # every b leg rung in parallel
     media: MediaSession | None = None
     started_at: float = 0.0  # wall clock
     answered_at: float | None = None
@@ -66,7 +68,8 @@ class Call:
         return self.b if leg is self.a else self.a
 
     def legs(self) -> list[Leg]:
-        return [leg for leg in (self.a, self.b) if leg is not None]
+        bs = self.forks or ([self.b] if self.b is not None else [])
+        return [leg for leg in (self.a, *bs) if leg is not None]
 
     def cancel_timers(self) -> None:
         for t in self.timers:

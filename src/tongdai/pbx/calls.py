@@ -334,25 +334,34 @@ class CallService:
         caller_user = str(call.caller.get("number", "anonymous"))
         display = ""
         if isinstance(target, ToDevice):
-            leg = Leg(name="b", peer=binding_peer(target.binding), uas=False)
-            ruri = target.binding.contact
+            # Every binding of the device rings at once (RFC 3261 §16.7-style forking
+            # done by the B2BUA): the first to answer wins, the others are cancelled.
             to_uri = f"sip:{target.device.sip_user}@{self.settings.domain}"
             if from_req is not None:
                 display = _display(from_req)
-        else:
-            leg = Leg(name="b", peer=trunk_peer(target.trunk), uas=False)
-            host = target.trunk.host
-            port = target.trunk.port
-            ruri = f"sip:{target.number}@{host}:{port}"
-            to_uri = ruri
-            caller_user = self._caller_id(call)
+            forks = []
+            for binding in target.bindings or (target.binding,):
+                leg = Leg(name="b", peer=binding_peer(binding), uas=False)
+                req = self.legs.invite(
+                    ruri=binding.contact, to_uri=to_uri, from_user=caller_user,
+                    from_display=display, body=body, leg=leg,
+                )
+                leg.ack_pending = not body
+                forks.append((leg, req))
+            call.forks = [leg for leg, _ in forks]
+            call.b = call.forks[0]
+            for leg, req in forks:
+                self._send_invite(call, leg, req)
+            self._ring_timer(call, call.b)
+            return
+        leg = Leg(name="b", peer=trunk_peer(target.trunk), uas=False)
+        ruri = f"sip:{target.number}@{target.trunk.host}:{target.trunk.port}"
         call.b = leg
         req = self.legs.invite(
-            ruri=ruri, to_uri=to_uri, from_user=caller_user, from_display=display,
-            body=body, leg=leg, trunk=target.trunk if isinstance(target, ToTrunk) else None,
+            ruri=ruri, to_uri=ruri, from_user=self._caller_id(call), from_display=display,
+            body=body, leg=leg, trunk=target.trunk,
         )
-        if not body:
-            leg.ack_pending = True
+        leg.ack_pending = not body
         self._send_invite(call, leg, req)
         self._ring_timer(call, leg)
 
@@ -381,10 +390,13 @@ class CallService:
         call.timers.append(loop.call_later(self.settings.ring_timeout, self._ring_out, call, leg))
 
     def _ring_out(self, call: Call, leg: Leg) -> None:
-        if leg.answered or leg.ended or call.finished:
+        ringing = [f for f in call.forks if not f.ended] if leg.name == "b" and call.forks \
+            else [leg]
+        if call.finished or any(f.answered for f in ([leg, *call.forks])) or not ringing:
             return
         log.info("call %s: ring timeout on leg %s", call.call_id, leg.name)
-        self._cancel_leg(leg)
+        for f in ringing:
+            self._cancel_leg(f)
         a = call.a
         if a is not None and a.uas and not a.answered and a.txn is not None:
             self.shell.send_response(a.txn, self.legs.response(a, 480, "No Answer"))
@@ -444,13 +456,20 @@ class CallService:
         assert leg.invite is not None
         dialog = Dialog.from_uac(leg.invite, resp)
         self._track_dialog(call, leg, dialog)
-        if call.finished or leg.ended:
-            # CANCEL lost the race with a 2xx: confirm, then tear down (RFC 3261 §15).
+        lost = leg.name == "b" and any(f.answered for f in call.forks if f is not leg)
+        if call.finished or leg.ended or lost:
+            # CANCEL lost the race with a 2xx, or another fork answered first: confirm,
+            # then tear down (RFC 3261 §15).
             self.shell.send_stateless(dialog.create_ack(leg.invite.cseq[0]), leg.peer)
             leg.ended = False
             self._bye(leg)
             return
         leg.answered = True
+        if leg.name == "b" and call.forks:
+            call.b = leg
+            for other in call.forks:
+                if other is not leg:
+                    self._cancel_leg(other)
         leg.remote_sdp = resp.body
         self._answer_media(call, leg, resp.body)
         if not leg.ack_pending:
@@ -483,6 +502,15 @@ class CallService:
 
     def _leg_failed(self, call: Call, leg: Leg, code: int) -> None:
         leg.ended = True
+        leg.final = code
+        if leg.name == "b" and len(call.forks) > 1:
+            if any(not f.ended for f in call.forks):
+                return  # other forks still ring
+            # All forks failed: report the most telling answer (RFC 3261 §16.7 step 6:
+            # a busy or decline outranks "not reachable there").
+            finals = [f.final for f in call.forks if f.final]
+            code = next((c for c in finals if c in (486, 600, 603)), finals[0] if finals else code)
+            leg.rang = any(f.rang for f in call.forks)
         outcome = outcome_of_final(code, rang=leg.rang)
         a = call.a
         if call.kind == "basic" and a is not None and a.txn is not None and not a.answered:

@@ -21,7 +21,8 @@ from tongdai.store.records import DeviceRec, Registration, TrunkRec
 @dataclass(frozen=True, slots=True)
 class ToDevice:
     device: DeviceRec
-    binding: Registration
+    binding: Registration  # the most recently refreshed
+    bindings: tuple[Registration, ...] = ()  # all of them: rung in parallel
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,10 @@ class Unroutable:
 
 
 Target = ToDevice | ToTrunk | Unroutable
+
+# A device registered from several places (desk phone, softphone, mobile app) rings on
+# all of them at once; more than this many bindings is a misconfiguration, not a need.
+MAX_FORKS = 8
 
 
 def carrier_number(trunk: TrunkRec, dialled: str) -> str:
@@ -70,7 +75,7 @@ class DialPlan:
         regs = self.location.bindings(dev.sip_user)
         if not regs:
             return Unroutable(480, "Temporarily Unavailable")
-        return ToDevice(dev, regs[0])
+        return ToDevice(dev, regs[0], tuple(regs[:MAX_FORKS]))
 
     async def inbound(self, trunk: TrunkRec, dialled: str) -> tuple[str, Target]:
         """(DID number, target) for a call from ``trunk`` to ``dialled``."""
