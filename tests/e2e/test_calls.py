@@ -349,3 +349,27 @@ def test_a_device_registered_twice_rings_on_both(pbx: Pbx, phones: Phones) -> No
     cdr = pbx.wait_cdr(before + 1)
     assert cdr["status_detail"] == "SUCCESS"
     assert cdr["callee"]["username"] == "alice"
+
+
+def test_all_forks_declining_ends_the_call(pbx: Pbx, phones: Phones) -> None:
+    """Both of alice's phones decline: the call ends with their answer, after the last."""
+    before = len(pbx.cdrs())
+    p1 = phones.start(f"alice-p1-{time.monotonic_ns()}", "tone440")
+    p1.add_account("alice", "alice-secret-pw", pbx.server.sip, answer="manual")
+    pbx.expect(p1, "REGISTER_OK", 10)
+    p2 = phones.start(f"alice-p2-{time.monotonic_ns()}", "tone440")
+    p2.add_account("alice", "alice-secret-pw", pbx.server.sip, answer="manual")
+    pbx.expect(p2, "REGISTER_OK", 10)
+    b = pbx.phone(phones, "bob", "tone1000")
+    pbx.dial(b, "101")
+    pbx.expect(p1, "CALL_INCOMING", 10)
+    pbx.expect(p2, "CALL_INCOMING", 10)
+    p1.ctl.cmd("hangup")  # one declines: bob still hears ringing
+    time.sleep(1)
+    b.ctl.cmd("listcalls")  # drains pending events into b.ctl.events
+    assert not any(e.get("type") == "CALL_CLOSED" for e in b.ctl.events)
+    p2.ctl.cmd("hangup")
+    pbx.expect(b, "CALL_CLOSED", 10)
+    cdr = pbx.wait_cdr(before + 1)
+    assert cdr["status_detail"] in ("BUSY", "ERROR")
+    assert cdr["billing_seconds"] == 0
