@@ -3,6 +3,7 @@ websocket auth tokens. ``SqlStore`` (``store/sql.py``) inherits these methods.""
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import Counter
@@ -107,12 +108,17 @@ def _daily_upsert(dialect: str, cdrs: Sequence[Cdr]) -> tuple[Any, list[dict[str
     order, so concurrent batches lock them in the same order and cannot deadlock."""
     per_day = Counter((c.app_id, utc_day(c.started_at)) for c in cdrs)
     rows = [{"app_id": a, "day": d, "count": n} for (a, d), n in sorted(per_day.items())]
+    return _daily_statement(dialect), rows
+
+
+@functools.cache
+def _daily_statement(dialect: str) -> Any:
+    # Built once per dialect: constructing ``excluded`` costs more than the upsert itself.
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(CdrDaily)
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=["app_id", "day"], set_={"count": CdrDaily.count + stmt.excluded.count}
     )
-    return stmt, rows
 
 
 def _token_rec(t: AuthToken) -> TokenRec:
