@@ -125,7 +125,8 @@ async def build(settings: Settings) -> Pbx:
     cdrs = CdrWriter(store=store)
     calls = CallService(
         settings=settings, store=store, bus=bus, shell=shell, location=location,
-        directory=directory, digest=digest, media=media, cdrs=cdrs, wall_clock=wall,
+        directory=directory, digest=digest, media=media, cdrs=cdrs, throttle=throttle,
+        wall_clock=wall,
     )
     router.calls = calls
     shell.set_user(router)

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tongdai.media.engine import MediaSession
-from tongdai.pbx.cdr import Outcome
+from tongdai.pbx.cdr import Outcome, seconds, status_detail
 from tongdai.sip.dialog import Dialog
 from tongdai.sip.message import Request
 from tongdai.sip.peer import Peer
-from tongdai.store.records import DeviceRec
+from tongdai.store.records import Cdr, DeviceRec
 
 
 @dataclass(eq=False)
@@ -75,6 +75,22 @@ class Call:
         for t in self.timers:
             t.cancel()
         self.timers.clear()
+
+    def to_cdr(self, recording: str) -> Cdr:
+        """The call's record, by the seed's rules (see ``pbx/cdr.py``); call once ended."""
+        assert self.outcome is not None
+        answered = self.answered_at
+        return Cdr(
+            call_id=self.call_id, app_id=self.app_id, caller=self.caller, callee=self.callee,
+            klass=self.klass, did_number=self.did_number, direction=self.direction,
+            status_detail=status_detail(self.outcome, self.direction),
+            duration_seconds=seconds(self.started_at, self.ended_at),
+            unix_timestamp=int(self.started_at),
+            billing_seconds=seconds(answered, self.ended_at) if answered is not None else 0,
+            recording=recording if answered is not None else "",
+            started_at=self.started_at, answered_at=answered, ended_at=self.ended_at,
+            sip_code=self.sip_code, hangup_by=self.hangup_by, sip_users=tuple(self.devices),
+        )
 
     def event_data(self) -> dict[str, Any]:
         return {

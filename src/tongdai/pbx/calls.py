@@ -21,7 +21,7 @@ from tongdai.bus.protocol import EventBus
 from tongdai.media.engine import MediaEngine, MediaUnavailable
 from tongdai.pbx import anchor
 from tongdai.pbx.call import Call, Leg, device_party, number_party
-from tongdai.pbx.cdr import Outcome, outcome_of_final, seconds, status_detail
+from tongdai.pbx.cdr import Outcome, outcome_of_final
 from tongdai.pbx.cdrwriter import CdrWriter
 from tongdai.pbx.dialplan import (
     DialPlan,
@@ -32,17 +32,18 @@ from tongdai.pbx.dialplan import (
     trunk_peer,
 )
 from tongdai.pbx.directory import DeviceDirectory
+from tongdai.pbx.invite_auth import InviteAuth
 from tongdai.pbx.legs import LegFactory
 from tongdai.pbx.location import Location
 from tongdai.pbx.protocol import DeviceOffline
+from tongdai.pbx.throttle import FailureThrottle
 from tongdai.settings import Settings
 from tongdai.sip.dialog import Dialog
-from tongdai.sip.digest import Credentials, DigestServer, Verdict
+from tongdai.sip.digest import DigestServer
 from tongdai.sip.message import Request, Response, make_response
 from tongdai.sip.peer import Peer
 from tongdai.sip.uri import NameAddr, SipUri
 from tongdai.store.protocol import Store
-from tongdai.store.records import Cdr, DeviceRec
 
 log = logging.getLogger("tongdai.calls")
 
@@ -53,7 +54,8 @@ class CallService:
     def __init__(
         self, *, settings: Settings, store: Store, bus: EventBus, shell: Any,
         location: Location, directory: DeviceDirectory, digest: DigestServer,
-        media: MediaEngine, cdrs: CdrWriter, wall_clock: Callable[[], float],
+        media: MediaEngine, cdrs: CdrWriter, throttle: FailureThrottle,
+        wall_clock: Callable[[], float],
     ) -> None:
         self.settings = settings
         self.store = store
@@ -65,6 +67,8 @@ class CallService:
         self.media = media
         self.wall = wall_clock
         self.dialplan = DialPlan(directory=directory, location=location)
+        self.auth = InviteAuth(digest=digest, directory=directory, throttle=throttle,
+                               respond=shell.send_response)
         self.cdrs = cdrs
         self.legs = LegFactory(shell=shell, settings=settings)
         self.calls: dict[str, Call] = {}
@@ -253,7 +257,7 @@ class CallService:
             self.shell.send_response(txn, make_response(req, 403, to_tag="x" + os.urandom(4).hex()))
             return
         else:
-            dev = await self._authenticate(req, peer, txn, now)
+            dev = await self.auth.check(req, peer, txn, now)
             if dev is None:
                 return
             target = await self.dialplan.route(dev.app_id, dialled)
@@ -297,34 +301,6 @@ class CallService:
             call.media.set_remote("a", *remote)
             body = anchor.rewrite(req.body, *call.media.local_address("b"))
         self._dial_b(call, target, body, from_req=req)
-
-    async def _authenticate(
-        self, req: Request, peer: Peer, txn: str, now: float
-    ) -> DeviceRec | None:
-        """Digest-authenticate a device's INVITE with 407 (RFC 3261 §22.3)."""
-        value = req.headers.get("proxy-authorization")
-        creds = Credentials.parse(value) if value else None
-        if creds is None:
-            resp = make_response(req, 407, to_tag=self.shell.endpoint.new_tag())
-            for ch in self.digest.challenges(now, os.urandom(8)):
-                resp.headers.add("proxy-authenticate", ch)
-            self.shell.send_response(txn, resp)
-            return None
-        dev = await self.directory.get(creds.username, now)
-        ha1 = None
-        if dev is not None:
-            ha1 = dev.ha1_sha256 if creds.algorithm == "SHA-256" else dev.ha1_md5
-        verdict = self.digest.verify(creds, "INVITE", ha1, now)
-        if verdict is Verdict.STALE:
-            resp = make_response(req, 407, to_tag=self.shell.endpoint.new_tag())
-            for ch in self.digest.challenges(now, os.urandom(8), stale=True):
-                resp.headers.add("proxy-authenticate", ch)
-            self.shell.send_response(txn, resp)
-            return None
-        if verdict is not Verdict.OK or dev is None:
-            self.shell.send_response(txn, make_response(req, 403, to_tag="x" + os.urandom(4).hex()))
-            return None
-        return dev
 
     def _dial_b(self, call: Call, target: ToDevice | ToTrunk, body: bytes,
                 from_req: Request | None) -> None:
@@ -656,19 +632,7 @@ class CallService:
                 log.exception("call %s: closing media failed", call.call_id)
         if call.answered_at is None:
             recording = ""
-        assert call.outcome is not None
-        cdr = Cdr(
-            call_id=call.call_id, app_id=call.app_id, caller=call.caller, callee=call.callee,
-            klass=call.klass, did_number=call.did_number, direction=call.direction,
-            status_detail=status_detail(call.outcome, call.direction),
-            duration_seconds=seconds(call.started_at, call.ended_at),
-            unix_timestamp=int(call.started_at),
-            billing_seconds=(seconds(call.answered_at, call.ended_at)
-                             if call.answered_at is not None else 0),
-            recording=recording, started_at=call.started_at, answered_at=call.answered_at,
-            ended_at=call.ended_at, sip_code=call.sip_code, hangup_by=call.hangup_by,
-            sip_users=tuple(call.devices),
-        )
+        cdr = call.to_cdr(recording)
         # Durable before anything reports the call ended.
         for attempt in range(5):
             try:
