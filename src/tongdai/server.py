@@ -6,14 +6,11 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
-import secrets
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import cast
 
 import uvicorn
@@ -22,6 +19,7 @@ from tongdai import __version__
 from tongdai.api.app import create_api
 from tongdai.bus import InProcessBus, RedisBus, open_bus
 from tongdai.demo import demo_text, ensure_demo
+from tongdai.keys import load_or_create_key
 from tongdai.media.relay import RelayEngine
 from tongdai.media.serve import recording_routes
 from tongdai.media.urls import RecordingSigner, load_or_create_secret
@@ -50,21 +48,6 @@ class _HttpServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def _secret(data_dir: Path, name: str) -> bytes:
-    """A 32-byte server secret kept in the data dir (mode 0600), made on first use."""
-    d = data_dir / "secrets"
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / name
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        key = secrets.token_bytes(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key)
-        return key
 
 
 @dataclass
@@ -106,7 +89,7 @@ async def build(settings: Settings) -> Pbx:
     location = Location(store=store, bus=bus, wall_clock=wall)
     directory = DeviceDirectory(store=store)
     digest = DigestServer(
-        realm=settings.domain, secret=_secret(settings.data_dir, "sip-nonce.key"),
+        realm=settings.domain, secret=load_or_create_key(settings.data_dir, "sip-nonce.key"),
         nonce_lifetime=settings.nonce_lifetime, algorithms=settings.digest_algorithm_list,
     )
     throttle = FailureThrottle(

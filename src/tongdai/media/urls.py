@@ -8,17 +8,15 @@ app's folder; binding the expiry means a leaked link dies on its own.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
-import os
-import secrets
 from pathlib import Path
 from urllib.parse import quote
 
+from tongdai.keys import load_or_create_key
+
 __all__ = ["RecordingSigner", "load_or_create_secret"]
 
-_SECRET_BYTES = 32
 
 
 class RecordingSigner:
@@ -53,29 +51,5 @@ class RecordingSigner:
 
 
 def load_or_create_secret(data_dir: Path) -> bytes:
-    """The 32-byte secret in ``data_dir/secrets/recording.key``, made (0600) if absent.
-
-    Created under a temporary name and hard-linked into place, so two processes
-    starting together agree on one secret and nobody reads a half-written file.
-    """
-    directory = data_dir / "secrets"
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = directory / "recording.key"
-    if not path.exists():
-        tmp = directory / f".recording.key.{secrets.token_hex(8)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, secrets.token_bytes(_SECRET_BYTES))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            tmp.unlink()
-    secret = path.read_bytes()
-    if len(secret) < _SECRET_BYTES:
-        raise ValueError(f"{path} is shorter than {_SECRET_BYTES} bytes; delete it to make "
-                         "a new one (outstanding recording links will stop working)")
-    return secret
+    """The recording-URL signing secret, ``data_dir/secrets/recording.key``."""
+    return load_or_create_key(data_dir, "recording.key")
