@@ -28,10 +28,8 @@ class InviteAuth:
         self.respond = respond
 
     def _challenge(self, req: Request, txn: str, now: float, *, stale: bool) -> None:
-        resp = make_response(req, 407, to_tag=os.urandom(6).hex())
-        for ch in self.digest.challenges(now, os.urandom(8), stale=stale):
-            resp.headers.add("proxy-authenticate", ch)
-        self.respond(txn, resp)
+        self.respond(txn, self.digest.challenge_response(
+            req, now, os.urandom(8), to_tag=os.urandom(6).hex(), proxy=True, stale=stale))
 
     def _forbid(self, req: Request, txn: str) -> None:
         self.respond(txn, make_response(req, 403, to_tag=os.urandom(6).hex()))
@@ -47,18 +45,15 @@ class InviteAuth:
             self._challenge(req, txn, now, stale=False)
             return None
         dev = await self.directory.get(creds.username, now)
-        ha1 = None
-        if dev is not None:
-            ha1 = dev.ha1_sha256 if creds.algorithm == "SHA-256" else dev.ha1_md5
+        ha1 = dev.ha1(creds.algorithm) if dev is not None else None
         verdict = self.digest.verify(creds, "INVITE", ha1, now)
         if verdict is Verdict.STALE:
             self._challenge(req, txn, now, stale=True)
             return None
-        if verdict is not Verdict.OK or dev is None or self.throttle.blocked(
-            "user:" + creds.username, now
+        if verdict is not Verdict.OK or dev is None or self.throttle.user_blocked(
+            creds.username, now
         ):
-            self.throttle.failure(peer.host, now)
-            self.throttle.failure("user:" + creds.username, now)
+            self.throttle.fail_auth(peer.host, creds.username, now)
             self._forbid(req, txn)
             return None
         return dev

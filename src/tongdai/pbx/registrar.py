@@ -88,28 +88,23 @@ class Registrar:
 
     def _challenge(self, req: Request, txn: str, now: float, *, stale: bool) -> None:
         self.stats["challenged"] += 1
-        resp = make_response(req, 401, to_tag=os.urandom(6).hex())
-        for value in self.digest.challenges(now, os.urandom(8), stale=stale):
-            resp.headers.add("www-authenticate", value)
-        self.respond(txn, resp)
+        self.respond(txn, self.digest.challenge_response(
+            req, now, os.urandom(8), to_tag=os.urandom(6).hex(), stale=stale))
 
     def _fail(self, req: Request, peer: Peer, txn: str, user: str, now: float) -> None:
         self.stats["failed"] += 1
-        self.throttle.failure(peer.host, now)
-        self.throttle.failure("user:" + user, now)
+        self.throttle.fail_auth(peer.host, user, now)
         self.respond(txn, make_response(req, 403, "Forbidden", to_tag=os.urandom(6).hex()))
 
     def _authenticated(
         self, req: Request, peer: Peer, txn: str, creds: Credentials, aor: str,
         dev: DeviceRec | None, now: float,
     ) -> None:
-        if self.throttle.blocked("user:" + creds.username, now):
+        if self.throttle.user_blocked(creds.username, now):
             self.stats["blocked"] += 1
             self.respond(txn, make_response(req, 403, "Forbidden (too many failures)"))
             return
-        ha1 = None
-        if dev is not None:
-            ha1 = dev.ha1_sha256 if creds.algorithm == "SHA-256" else dev.ha1_md5
+        ha1 = dev.ha1(creds.algorithm) if dev is not None else None
         verdict = self.digest.verify(creds, "REGISTER", ha1, now)
         if verdict is Verdict.STALE:
             self._challenge(req, txn, now, stale=True)

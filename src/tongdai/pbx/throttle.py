@@ -37,6 +37,14 @@ class FailureThrottle:
             self._state.popitem(last=False)
         return st[2] > now
 
+    def fail_auth(self, host: str, user: str, now: float) -> None:
+        """One failed authentication: it counts against the address and the username."""
+        self.failure(host, now)
+        self.failure("user:" + user, now)
+
+    def user_blocked(self, user: str, now: float) -> bool:
+        return self.blocked("user:" + user, now)
+
     def success(self, key: str) -> None:
         st = self._state.get(key)
         if st is not None and st[2] == 0.0:

@@ -19,6 +19,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
 
+from tongdai.sip.message import Request, Response, make_response
+
 ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 
 
@@ -158,6 +160,18 @@ class DigestServer:
             f'qop="auth"{tail}'
             for alg in self.algorithms
         ]
+
+    def challenge_response(
+        self, req: Request, now: float, entropy: bytes, *, to_tag: str,
+        proxy: bool = False, stale: bool = False,
+    ) -> Response:
+        """401 (or 407 when ``proxy``: a B2BUA guarding INVITEs, RFC 3261 §22.3) with
+        one challenge per algorithm."""
+        resp = make_response(req, 407 if proxy else 401, to_tag=to_tag)
+        header = "proxy-authenticate" if proxy else "www-authenticate"
+        for value in self.challenges(now, entropy, stale=stale):
+            resp.headers.add(header, value)
+        return resp
 
     def verify(
         self, creds: Credentials, method: str, ha1_hex: str | None, now: float

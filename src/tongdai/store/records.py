@@ -29,6 +29,10 @@ class DeviceRec:
     display_name: str = ""
     extension: str | None = None
 
+    def ha1(self, algorithm: str) -> str:
+        """The stored HA1 for a digest ``algorithm`` ("MD5" or "SHA-256")."""
+        return self.ha1_sha256 if algorithm == "SHA-256" else self.ha1_md5
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DidRec:
