@@ -11,7 +11,7 @@ from tongdai.pbx.cdr import Outcome, seconds, status_detail
 from tongdai.sip.dialog import Dialog
 from tongdai.sip.message import Request
 from tongdai.sip.peer import Peer
-from tongdai.store.records import Cdr, DeviceRec
+from tongdai.store.records import Cdr, DeviceRec, TrunkRec
 
 
 @dataclass(eq=False)
@@ -34,6 +34,7 @@ class Leg:
     ack_pending: bool = False
     remote_sdp: bytes = b""  # the far end's answer, once it answered
     final: int = 0  # the final response this (UAC) leg got, when it failed
+    trunk: TrunkRec | None = None  # the carrier an outbound leg goes through
 
 
 @dataclass(eq=False)

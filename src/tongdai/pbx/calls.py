@@ -77,7 +77,6 @@ class CallService:
         self._dialogs: dict[DialogKey, tuple[Call, Leg]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watchdog: asyncio.Task[None] | None = None
-        self.cdrs_written = 0
 
     def set_local_port(self, port: int) -> None:
         self.legs.port = port
@@ -509,7 +508,7 @@ class CallService:
         self.shell.send_response(a.txn, self.legs.response(a, resp.status, body=body))
 
     def _retry_with_credentials(self, call: Call, leg: Leg, resp: Response) -> bool:
-        trunk = self.legs.trunk_of(leg)
+        trunk = leg.trunk
         if trunk is None or not trunk.username or leg.auth_tries >= 1 or leg.invite is None:
             return False
         req = self.legs.authorized(leg.invite, resp, trunk)
@@ -641,7 +640,6 @@ class CallService:
             except Exception:
                 log.exception("call %s: storing the CDR failed (try %d)", call.call_id, attempt)
                 await asyncio.sleep(0.2 * (attempt + 1))
-        self.cdrs_written += 1
         data = {**cdr.to_api(), "call_id": call.call_id, "sip_code": call.sip_code,
                 "hangup_by": call.hangup_by, "started_at": call.started_at,
                 "answered_at": call.answered_at, "ended_at": call.ended_at}

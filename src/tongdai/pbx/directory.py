@@ -53,9 +53,6 @@ class _Cache(Generic[K, V]):
             self._data.popitem(last=False)
         return value
 
-    def forget(self, key: K) -> None:
-        self._data.pop(key, None)
-
     def clear(self) -> None:
         self._data.clear()
 
@@ -99,9 +96,6 @@ class DeviceDirectory:
             return tuple(await self.store.list_trunks(app_id))
 
         return await self._trunks.get(app_id, now, load) or ()
-
-    def forget(self, sip_user: str) -> None:
-        self._devices.forget(sip_user)
 
     def clear(self) -> None:
         for cache in (self._devices, self._names, self._apps, self._trunks):

@@ -27,7 +27,6 @@ class LegFactory:
         self.settings = settings
         self.host = settings.sip_host
         self.port = settings.sip_port
-        self._trunks: dict[int, TrunkRec] = {}  # id(leg) -> trunk of an outbound leg
 
     def contact(self, peer: Peer) -> str:
         hp = format_hostport(self.host, self.port)
@@ -52,15 +51,8 @@ class LegFactory:
         h.add("user-agent", USER_AGENT)
         if body:
             h.add("content-type", "application/sdp")
-        if trunk is not None:
-            self._trunks[id(leg)] = trunk
+        leg.trunk = trunk
         return Request(method="INVITE", uri=ruri, headers=h, body=body)
-
-    def trunk_of(self, leg: Leg) -> TrunkRec | None:
-        return self._trunks.get(id(leg))
-
-    def forget(self, leg: Leg) -> None:
-        self._trunks.pop(id(leg), None)
 
     def authorized(self, invite: Request, challenge: Response, trunk: TrunkRec) -> Request | None:
         """The INVITE again with credentials for the carrier's 401/407 (RFC 3261 §22.2)."""
