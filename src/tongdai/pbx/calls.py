@@ -629,9 +629,7 @@ class CallService:
                 recording = await call.media.close()
             except Exception:
                 log.exception("call %s: closing media failed", call.call_id)
-        if call.answered_at is None:
-            recording = ""
-        cdr = call.to_cdr(recording)
+        cdr = call.to_cdr(recording)  # an unanswered call keeps no recording
         # Durable before anything reports the call ended.
         for attempt in range(5):
             try:
