@@ -52,6 +52,8 @@ import httpx
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 PG_ADMIN = os.environ.get("TONGDAI_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REALM = "bench.tongdai"
+# Seals app secrets in the bench databases (a server would keep it in its data dir).
+STORE_KEY = b"tongdai-bench-store-key-32-bytes"
 
 
 def sha(*parts: str) -> str:
@@ -108,7 +110,7 @@ async def _serve(db_url: str, ping: float) -> None:
         async def click_to_call(self, *, app_id: str, sip_user: str, number: str) -> str:
             raise NotImplementedError
 
-    store = await open_store(db_url)
+    store = await open_store(db_url, key=STORE_KEY)
     bus = InProcessBus()
 
     async def bare(_: Request) -> Response:
@@ -121,7 +123,9 @@ async def _serve(db_url: str, ping: float) -> None:
                                 data={"sent": body["sent"], "n": body["n"]}))
         return PlainTextResponse("ok")
 
-    settings = Settings(ws_ping_interval=ping, ws_queue_limit=1000, ws_retain_events=1000)
+    # api_app_rate=0: the benchmarks measure latency, not the per-app request limit.
+    settings = Settings(ws_ping_interval=ping, ws_queue_limit=1000, ws_retain_events=1000,
+                        api_app_rate=0)
     app = create_api(
         settings=settings, store=store, bus=bus, calls=NoPbx(),
         recordings=RecordingSigner(b"b" * 32, "http://127.0.0.1", 900),
@@ -158,13 +162,15 @@ async def api_server(db_url: str, ping: float = 60.0) -> AsyncIterator[tuple[str
 # Data ------------------------------------------------------------------------------
 
 async def make_app(db_url: str, devices: int) -> tuple[str, str]:
+    from tongdai.pbx.credentials import digest_keys
     from tongdai.store.sql import open_store
-    store = await open_store(db_url)
+    store = await open_store(db_url, key=STORE_KEY)
     try:
         app = await store.create_app("bench")
         for i in range(devices):
-            await store.add_device(app.app_id, f"dev{i:04d}", f"pw{i:04d}", realm=REALM)
-        return app.app_id, app.app_secret
+            await store.add_device(app.app_id, f"dev{i:04d}",
+                                   digest_keys(f"dev{i:04d}", REALM, f"pw{i:04d}"))
+        return app.app_id, app.app_secret.reveal()
     finally:
         await store.close()
 
@@ -172,7 +178,7 @@ async def make_app(db_url: str, devices: int) -> tuple[str, str]:
 _COLUMNS = ("call_id", "app_id", "caller", "callee", "klass", "did_number", "direction",
             "status_detail", "duration_seconds", "unix_timestamp", "billing_seconds",
             "recording", "started_at", "answered_at", "ended_at", "sip_code", "hangup_by",
-            "sip_users")
+            "sip_users", "caller_number", "callee_number")
 
 
 def cdr_rows(app_id: str, n: int, newest: int) -> list[tuple[Any, ...]]:
@@ -186,7 +192,7 @@ def cdr_rows(app_id: str, n: int, newest: int) -> list[tuple[Any, ...]]:
         rec = f"call_recording_b{i:019d}.mp3" if i % 3 == 0 else ""
         rows.append((f"bench-{i:08d}", app_id, caller, callee, "trunking", None, "from_ab",
                      "SUCCESS", 50, start, 43, rec, float(start), float(start + 7),
-                     float(start + 50), 200, "caller", users))
+                     float(start + 50), 200, "caller", users, "101", "0912345678"))
     return rows
 
 
@@ -231,7 +237,7 @@ async def database(backend: str, tmp: str) -> AsyncIterator[tuple[str, str]]:
     if backend == "sqlite":
         path = os.path.join(tmp, "bench.sqlite3")
         url = f"sqlite+aiosqlite:///{path}"
-        await (await open_store(url)).close()
+        await (await open_store(url, key=STORE_KEY)).close()
         yield url, path
         return
     import asyncpg
@@ -243,7 +249,7 @@ async def database(backend: str, tmp: str) -> AsyncIterator[tuple[str, str]]:
     url = make_url(PG_ADMIN).set(drivername="postgresql+asyncpg", database=name)
     dsn = make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
     try:
-        await (await open_store(url.render_as_string(hide_password=False))).close()
+        await (await open_store(url.render_as_string(hide_password=False), key=STORE_KEY)).close()
         yield url.render_as_string(hide_password=False), dsn
     finally:
         admin = await asyncpg.connect(PG_ADMIN)

@@ -62,7 +62,8 @@ def main() -> None:
     http_port = int(td.env["TONGDAI_HTTP_PORT"])
     td.provision(
         "app = await store.create_app('bench')\n"
-        "await store.add_device(app.app_id, 'agent', 'agent-password', realm=settings.domain)\n"
+        "await store.add_device(app.app_id, 'agent', "
+        "digest_keys('agent', settings.domain, 'agent-password'))\n"
         "await store.add_trunk(app.app_id, 'carrier', host='127.0.0.1', port=9)\n"
         "print(app.app_id, app.app_secret, file=open('creds', 'w'))"
     )

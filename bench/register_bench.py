@@ -22,6 +22,33 @@ sys.path.insert(0, str(Path(__file__).parent))
 from sipbench import SippResult, Tongdai, free_port, print_table, run_sipp
 
 HERE = Path(__file__).parent
+# Bindings as short as the bench likes (each step re-registers the same devices).
+REGISTER_SETTINGS = {"register_min_expires": "1", "register_max_expires": "3600"}
+
+
+def users_csv(path: Path, users: range) -> Path:
+    """SIPp's injection file for devices u000000.. with passwords pw000000.. (the
+    passwords the anchors check)."""
+    path.write_text("SEQUENTIAL\n" + "".join(
+        f"u{i:06d};pw{i:06d};[authentication username=u{i:06d} password=pw{i:06d}];\n"
+        for i in users))
+    return path
+
+
+def provision_devices(td: Tongdai, devices: int) -> None:
+    """One app with ``devices`` devices u000000.. in ``td``'s database."""
+    td.provision(
+        "app = await store.create_app('bench')\n"
+        f"for i in range({devices}):\n"
+        "    await store.add_device(app.app_id, f'u{i:06d}', "
+        "digest_keys(f'u{i:06d}', settings.domain, f'pw{i:06d}'))"
+    )
+
+
+def register_args(port: int, csv: Path) -> list[str]:
+    """SIPp's arguments for the REGISTER-with-digest scenario against 127.0.0.1:port."""
+    return [f"127.0.0.1:{port}", "-sf", str(HERE / "scenarios/register_auth_uac.xml"),
+            "-inf", str(csv), "-i", "127.0.0.1", "-p", str(free_port())]
 
 
 def main() -> None:
@@ -33,24 +60,15 @@ def main() -> None:
     rates = [int(r) for r in args.rates.split(",")]
 
     work = Path(tempfile.mkdtemp(prefix="regbench-"))
-    csv = work / "users.csv"
-    csv.write_text("SEQUENTIAL\n" + "".join(
-        f"u{i:06d};pw{i:06d};[authentication username=u{i:06d} password=pw{i:06d}];\n"
-        for i in range(args.devices)))
+    csv = users_csv(work / "users.csv", range(args.devices))
 
-    td = Tongdai.create(register_min_expires="1", register_max_expires="3600")
-    td.provision(
-        "app = await store.create_app('bench')\n"
-        f"for i in range({args.devices}):\n"
-        "    await store.add_device(app.app_id, f'u{i:06d}', f'pw{i:06d}', realm=settings.domain)"
-    )
+    td = Tongdai.create(**REGISTER_SETTINGS)
+    provision_devices(td, args.devices)
     td.start()
     results: list[SippResult] = []
     best = 0
     try:
-        sipp_args = [f"127.0.0.1:{td.sip_port}", "-sf",
-                     str(HERE / "scenarios/register_auth_uac.xml"),
-                     "-inf", str(csv), "-i", "127.0.0.1", "-p", str(free_port())]
+        sipp_args = register_args(td.sip_port, csv)
         # warm the device cache once
         run_sipp(sipp_args, rate=500, count=min(args.devices, 2000), server_pid=td.pid,
                  workdir=work)
@@ -72,8 +90,7 @@ def main() -> None:
     port = int(anchor.stdout.readline().split()[-1])
     anchor_results: list[SippResult] = []
     try:
-        a_args = [f"127.0.0.1:{port}", "-sf", str(HERE / "scenarios/register_auth_uac.xml"),
-                  "-inf", str(csv), "-i", "127.0.0.1", "-p", str(free_port())]
+        a_args = register_args(port, csv)
         for rate in rates:
             r = run_sipp(a_args, rate=rate, count=int(rate * args.seconds),
                          server_pid=anchor.pid, workdir=work)

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
+from tests.store.support import STORE_KEY
 
 from tongdai.store.sql import SqlStore, open_store
 
@@ -83,7 +84,7 @@ async def _template(made: list[str]) -> str:
     if not made:
         name = await _create_database()
         made.append(name)
-        st = await open_store(_pg_url(name))
+        st = await open_store(_pg_url(name), key=STORE_KEY)
         await st.close()
     return made[0]
 
@@ -104,14 +105,15 @@ async def store(
 ) -> AsyncIterator[SqlStore]:
     """An opened SqlStore on a new database with the current schema and no rows."""
     if request.param == "sqlite":
-        st = await open_store(f"sqlite+aiosqlite:///{os.path.join(tmp_path, 'tongdai.sqlite3')}")
+        st = await open_store(
+            f"sqlite+aiosqlite:///{os.path.join(tmp_path, 'tongdai.sqlite3')}", key=STORE_KEY)
         try:
             yield st
         finally:
             await st.close()
         return
     async for url in _pg_database(template=await _template(_pg_template)):
-        st = await open_store(url)
+        st = await open_store(url, key=STORE_KEY)
         try:
             yield st
         finally:

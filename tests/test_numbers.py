@@ -151,3 +151,63 @@ def test_normalize_is_idempotent_or_raises(s: str) -> None:
         return
     assert normalize(n) == n
     assert is_phone_number(n)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("0901234567", "0901234567"),  # mobile
+        ("090 123 4567", "0901234567"),
+        ("+84 90 123 4567", "0901234567"),
+        ("901234567", "0901234567"),  # the 0 a spreadsheet dropped
+        ("01693608879", "0393608879"),  # retired 11-digit mobile, renumbered
+        ("02873019555", "02873019555"),  # landline, 2-digit area code
+        ("02363822123", "02363822123"),  # landline, 3-digit area code
+        ("(04) 3825 1234", "02438251234"),  # 2017 area-code change
+        ("1800 1090", "18001090"),
+        ("1900 123 456", "1900123456"),
+        ("113", "113"),
+        ("+1 415 555 0100", "+14155550100"),
+        ("0065 6123 4567", "+6561234567"),
+    ],
+)
+def test_dialable_numbers(raw: str, expected: str) -> None:
+    assert numbers.dialable(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "12",  # too short for anything
+        "19",
+        "101",  # an extension is not an outside number
+        "116",
+        "0912",  # a mobile prefix and too few digits
+        "09123456789",  # one digit too many
+        "0101234567",  # 010 is neither a mobile prefix nor an old or new area code
+        "0212345678",  # area code 0212 and one digit short
+        "02012345678",  # 020 is no area code
+        "180012",  # 1800 with too few digits
+        "19001234567",  # ... too many
+        "12345678",  # digits that are no Vietnamese number
+        "+1234",  # too short for E.164
+        "+0123456789",  # no country code starts with 0
+        "12345678901234567890",
+        "alice",
+        "",
+    ],
+)
+def test_undialable_numbers(raw: str) -> None:
+    with pytest.raises(ValueError) as err:
+        numbers.dialable(raw)
+    message = str(err.value)
+    assert message and "\n" not in message and message.count(". ") == 0
+
+
+@given(st.text(max_size=20))
+def test_a_dialable_number_is_its_own_national_form(s: str) -> None:
+    try:
+        n = numbers.dialable(s)
+    except ValueError:
+        return
+    assert numbers.dialable(n) == n == normalize(s)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from tongdai.cli import main
-from tongdai.settings import SettingsError, load_settings
+from tongdai.settings import SettingsError, find_config, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -63,6 +63,7 @@ def test_database_url(monkeypatch: pytest.MonkeyPatch, url: str, expected: str) 
         ("TONGDAI_TIMEZONE", "Mars/Olympus", "TONGDAI_TIMEZONE: must be an IANA time zone"),
         ("TONGDAI_DATABASE_URL", "mysql://x", "TONGDAI_DATABASE_URL"),
         ("TONGDAI_LOG_LEVEL", "loud", "TONGDAI_LOG_LEVEL"),
+        ("TONGDAI_LOG_FORMAT", "xml", "TONGDAI_LOG_FORMAT: must be text or json"),
     ],
 )
 def test_bad_value_names_the_variable(
@@ -75,17 +76,51 @@ def test_bad_value_names_the_variable(
     assert "\n" not in str(err.value)
 
 
-def test_bad_file(tmp_path: Path) -> None:
-    cfg = tmp_path / "t.toml"
-    cfg.write_text("http_port = 'x'\n")
-    with pytest.raises(SettingsError, match="TONGDAI_HTTP_PORT"):
+def test_bad_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = Path("tongdai.toml")
+    cfg.write_text("[tongdai]\nsip_port = 99999\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings(cfg)
+    # The key as written in the file, not an environment variable nobody set.
+    assert str(err.value) == (
+        "config file tongdai.toml: sip_port: Input should be less than or equal to 65535")
+    cfg.write_text("HTTP_PORT = 'x'\n")
+    with pytest.raises(SettingsError, match=r"^config file tongdai.toml: http_port: "):
         load_settings(cfg)
     cfg.write_text("no_such_setting = 1\n")
-    with pytest.raises(SettingsError, match="TONGDAI_NO_SUCH_SETTING"):
+    with pytest.raises(SettingsError) as err:
         load_settings(cfg)
+    assert str(err.value) == ("config file tongdai.toml: no_such_setting: not a tongdai "
+                              "setting (see the settings table in README.md)")
     cfg.write_text("this is [not toml\n")
     with pytest.raises(SettingsError, match="not valid TOML"):
         load_settings(cfg)
+    # The environment wins, so a bad value there is named as the variable.
+    cfg.write_text("sip_port = 5070\n")
+    monkeypatch.setenv("TONGDAI_SIP_PORT", "-1")
+    with pytest.raises(SettingsError, match=r"^invalid setting TONGDAI_SIP_PORT: "):
+        load_settings(cfg)
+
+
+def test_find_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert find_config() is None
+    Path("tongdai.toml").write_text("")
+    assert find_config() == Path("tongdai.toml")
+    monkeypatch.setenv("TONGDAI_CONFIG", "/etc/tongdai/pbx.toml")
+    assert find_config() == Path("/etc/tongdai/pbx.toml")
+    assert find_config(Path("mine.toml")) == Path("mine.toml")
+    load_settings()  # TONGDAI_CONFIG is not mistaken for a setting
+
+
+def test_relative_data_dir_in_a_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "etc" / "tongdai.toml"
+    cfg.parent.mkdir()
+    cfg.write_text('data_dir = "data"\n')
+    assert load_settings(cfg).data_dir == tmp_path / "etc" / "data"
+    cfg.write_text(f'data_dir = "{tmp_path / "abs"}"\n')
+    assert load_settings(cfg).data_dir == tmp_path / "abs"
 
 
 @pytest.mark.parametrize("argv", [["app", "list"], ["serve"], ["db", "upgrade", "--json"]])

@@ -1,18 +1,24 @@
 """The ``tongdai`` command: run the PBX and administer apps, devices, DIDs and trunks.
 
 Every admin command takes ``--json`` and then prints exactly one JSON object or array
-on stdout; otherwise a readable table. Errors are one sentence on stderr with exit
-code 1 (2 for a usage error). Device passwords and their HA1 are never printed; an
-app secret only by ``app create`` and ``app rotate-secret``.
+on stdout; otherwise a line naming the database it used, then a readable table. Errors
+are one sentence on stderr with exit code 1 (2 for a usage error). Device passwords and
+their HA1 are never printed; an app secret only by ``app create`` and
+``app rotate-secret``.
+
+The database is the one of the data dir (``--data-dir``, ``TONGDAI_DATA_DIR``, the
+config file, ``./tongdai-data``) unless ``TONGDAI_DATABASE_URL`` names another. Only
+``db init``/``db upgrade`` (and ``serve``) create a database; every other command
+refuses to run on a missing one, which is almost always the wrong directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,14 +27,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from tongdai import __version__
-from tongdai.settings import Settings, SettingsError, load_settings
-from tongdai.store import validate
+from tongdai.admin.cli import add_commands as admin_commands
+from tongdai.admin.service import AdminService, Principal
+from tongdai.flows.cli import add_commands as flow_commands
+from tongdai.keys import store_key
+from tongdai.media.prompt_cli import add_commands as prompt_commands
+from tongdai.settings import Settings, SettingsError, find_config, load_settings, source_of
+from tongdai.store.engine import create_engine, current_revision
 from tongdai.store.errors import StoreError
-from tongdai.store.records import AppRec, DeviceRec, DidRec, TrunkRec
-from tongdai.store.sql import SqlStore, no_app, open_store
-
-# Softphones are reachable from the internet; short passwords invite toll fraud.
-MIN_PASSWORD = 8
+from tongdai.store.sql import SqlStore, open_store
+from tongdai.webhooks.cli import add_commands as webhook_commands
 
 Result = tuple[Any, str]  # (the --json value, the human-readable text)
 Handler = Callable[[SqlStore, Settings, argparse.Namespace], Awaitable[Result]]
@@ -66,160 +74,135 @@ def _fields(obj: dict[str, Any]) -> str:
     return "\n".join(f"{k.ljust(width)}  {_cell(v)}" for k, v in obj.items())
 
 
-def _app(a: AppRec, *, secret: bool = False) -> dict[str, Any]:
-    d: dict[str, Any] = {"app_id": a.app_id, "name": a.name}
-    if secret:
-        d["app_secret"] = a.app_secret
-    d |= {"created_at": a.created_at, "record_calls": a.record_calls,
-          "default_did": a.default_did}
-    return d
-
-
-def _device(d: DeviceRec) -> dict[str, Any]:
-    return {"sip_user": d.sip_user, "app_id": d.app_id, "display_name": d.display_name,
-            "extension": d.extension, "realm": d.realm}
-
-
-def _did(d: DidRec) -> dict[str, Any]:
-    return {"number": d.number, "app_id": d.app_id, "sip_user": d.sip_user}
-
-
-def _trunk(t: TrunkRec) -> dict[str, Any]:
-    return {"name": t.name, "app_id": t.app_id, "host": t.host, "port": t.port,
-            "transport": t.transport, "username": t.username,
-            "has_password": t.password is not None, "prefix": t.prefix, "strip": t.strip}
+def _trunk_text(d: dict[str, Any]) -> dict[str, Any]:
+    """A trunk for people: an empty ``match`` serves every number."""
+    return {**d, "match": ",".join(d["match"]) or "all"}
 
 
 # Commands ------------------------------------------------------------------------
+# Each parses its arguments, calls the admin service (tongdai.admin.service: the rules,
+# shared with the admin API and the console) and renders what it returns.
 
 
-async def _need_app(store: SqlStore, app_id: str | None) -> None:
-    if app_id is not None and await store.get_app(app_id) is None:
-        raise no_app(app_id)
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name for this uid (a bare container)
+        return "cli"
+
+
+def service(store: SqlStore, s: Settings) -> AdminService:
+    """The admin service as the CLI uses it: every app, audited as ``cli:USER``."""
+    return AdminService(store=store, settings=s, principal=Principal(actor=_actor()))
 
 
 def _password(value: str) -> str:
     if value == "-":  # keeps the password out of the shell history and ps
         value = sys.stdin.readline().rstrip("\r\n")
-    if len(value) < MIN_PASSWORD:
-        raise CliError(f"the password must be at least {MIN_PASSWORD} characters")
     return value
 
 
 async def app_create(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
-    d = _app(await store.create_app(a.name), secret=True)
+    d = await service(store, s).create_app(a.name)
     return d, _fields(d) + "\nKeep the app secret: it is shown only now."
 
 
 async def app_list(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
-    rows = [_app(x) for x in await store.list_apps()]
+    rows = await service(store, s).list_apps()
     cols = ["app_id", "name", "record_calls", "default_did"]
     return rows, _table(rows, cols, "no apps yet (tongdai app create NAME)")
 
 
 async def app_rotate(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
-    app = await store.rotate_secret(a.app_id)
-    d = {"app_id": app.app_id, "app_secret": app.app_secret}
+    d = await service(store, s).rotate_secret(a.app_id)
     return d, _fields(d) + "\nThe old secret and the app's websocket tokens no longer work."
 
 
 async def app_delete(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
-    await store.delete_app(a.app_id)
-    return {"deleted": a.app_id}, f"app {a.app_id} and everything it owned deleted"
+    d = await service(store, s).delete_app(a.app_id)
+    return d, f"app {a.app_id} and everything it owned deleted"
 
 
 async def app_set(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
     record = None if a.record_calls is None else a.record_calls == "yes"
-    d = _app(await store.update_app(a.app_id, record_calls=record, default_did=a.default_did))
+    d = await service(store, s).update_app(a.app_id, record_calls=record,
+                                           default_did=a.default_did)
     return d, _fields(d)
 
 
 async def device_add(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
-    dev = await store.add_device(
-        a.app, a.sip_user, _password(a.password), realm=s.domain,
-        display_name=a.name or "", extension=a.extension,
-    )
-    return _device(dev), _fields(_device(dev))
+    d = await service(store, s).add_device(a.app, a.sip_user, _password(a.password),
+                                           display_name=a.name or "", extension=a.extension)
+    return d, _fields(d)
 
 
 async def device_list(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
-    await _need_app(store, a.app)
-    rows = [_device(d) for d in await store.list_devices(a.app)]
-    cols = ["sip_user", "extension", "display_name", "app_id", "realm"]
-    return rows, _table(rows, cols, "no devices")
+    rows = await service(store, s).list_devices(a.app)
+    flat = [r | {"online": "online" if r["online"] else "offline"} for r in rows]
+    cols = ["sip_user", "extension", "display_name", "online", "app_id", "realm"]
+    return rows, _table(flat, cols, "no devices")
 
 
 async def device_passwd(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
-    dev = await store.set_password(a.sip_user, _password(a.password), realm=s.domain)
-    return _device(dev), f"password of {dev.sip_user} changed (realm {dev.realm})"
+    d = await service(store, s).set_device_password(a.sip_user, _password(a.password))
+    return d, f"password of {d['sip_user']} changed (realm {d['realm']})"
 
 
 async def device_remove(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
-    await store.remove_device(a.sip_user, app_id=a.app)
-    return {"removed": a.sip_user}, f"device {a.sip_user} removed"
+    d = await service(store, s).remove_device(a.sip_user, a.app)
+    return d, f"device {a.sip_user} removed"
 
 
 async def did_add(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
-    did = await store.add_did(a.app, a.number, a.device)
-    return _did(did), f"DID {did.number} now rings {did.sip_user}"
+    d = await service(store, s).add_did(a.app, a.number, a.device)
+    return d, f"DID {d['number']} now rings {d['sip_user']}"
 
 
 async def did_list(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
-    await _need_app(store, a.app)
-    rows = [_did(d) for d in await store.list_dids(a.app)]
+    rows = await service(store, s).list_dids(a.app)
     return rows, _table(rows, ["number", "sip_user", "app_id"], "no DIDs")
 
 
 async def did_remove(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
-    number = validate.did_number(a.number)
-    await store.remove_did(number, app_id=a.app)
-    return {"removed": number}, f"DID {number} removed"
+    d = await service(store, s).remove_did(a.number, a.app)
+    return d, f"DID {d['removed']} removed"
 
 
 async def trunk_add(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
-    t = await store.add_trunk(
+    d = await service(store, s).add_trunk(
         a.app, a.name, host=a.host, port=a.port, transport=a.transport,
         username=a.username, password=a.password, prefix=a.prefix, strip=a.strip,
+        match=a.match, priority=a.priority,
     )
-    return _trunk(t), _fields(_trunk(t))
+    return d, _fields(_trunk_text(d))
+
+
+async def trunk_set(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
+    d = await service(store, s).update_trunk(a.app, a.name, match=a.match,
+                                             priority=a.priority)
+    return d, _fields(_trunk_text(d))
 
 
 async def trunk_list(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
-    await _need_app(store, a.app)
-    rows = [_trunk(t) for t in await store.list_trunks(a.app)]
-    cols = ["name", "host", "port", "transport", "username", "prefix", "strip", "app_id"]
-    return rows, _table(rows, cols, "no trunks")
+    rows = await service(store, s).list_trunks(a.app)
+    cols = ["name", "host", "port", "transport", "match", "priority", "username", "prefix",
+            "strip", "app_id"]
+    return rows, _table([_trunk_text(r) for r in rows], cols, "no trunks")
 
 
 async def trunk_remove(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
-    await store.remove_trunk(a.name, app_id=a.app)
-    return {"removed": a.name}, f"trunk {a.name} removed"
+    d = await service(store, s).remove_trunk(a.app, a.name)
+    return d, f"trunk {a.name} removed"
 
 
 async def registration_list(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
-    now = time.time()
-    regs = await store.load_registrations(now)
-    if a.app is not None:
-        await _need_app(store, a.app)
-        mine = {d.sip_user for d in await store.list_devices(a.app)}
-        regs = [r for r in regs if r.sip_user in mine]
-    rows = [
-        {"sip_user": r.sip_user, "contact": r.contact, "source": f"{r.source_host}:{r.source_port}",
-         "transport": r.transport, "expires_in": max(0, int(r.expires_at - now)),
-         "user_agent": r.user_agent}
-        for r in regs
-    ]
+    rows = await service(store, s).list_registrations(a.app)
     cols = ["sip_user", "contact", "source", "transport", "expires_in", "user_agent"]
     return rows, _table(rows, cols, "no live registrations")
 
 
 async def cdr_list(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
-    await _need_app(store, a.app)
-    _, cdrs = await store.list_cdrs(a.app, 0, time.time() + 86400, limit=a.limit, offset=0)
-    rows = [
-        {**c.to_api(), "call_id": c.call_id, "sip_code": c.sip_code, "hangup_by": c.hangup_by}
-        for c in cdrs
-    ]
+    _, rows = await service(store, s).list_cdrs(a.app, limit=a.limit)
     flat = [
         {**r, "caller": r["caller"]["number"], "callee": r["callee"]["number"]} for r in rows
     ]
@@ -229,26 +212,56 @@ async def cdr_list(store: SqlStore, s: Settings, a: argparse.Namespace) -> Resul
 
 
 async def db_upgrade(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
-    # open_store has already migrated; report where the schema stands.
+    # open_store has already created or migrated it; report where the schema stands.
     d = {"database": _redacted(s.db_url), "revision": await store.schema_revision()}
-    return d, f"database {d['database']} is at schema revision {d['revision']}"
+    return d, f"the database is at schema revision {d['revision']}"
+
+
+async def db_reset_secrets(store: SqlStore, s: Settings, a: argparse.Namespace) -> Result:
+    # For a lost secrets/store.key: what it sealed is gone; issue what can be issued.
+    done = await store.reseal(replace_unreadable=True)
+    apps = [{"app_id": app_id, "app_secret": app.app_secret.reveal()}
+            for app_id in done.new_secrets if (app := await store.get_app(app_id)) is not None]
+    trunks = [{"app_id": app_id, "trunk": name} for app_id, name in done.dropped_passwords]
+    d = {"new_app_secrets": apps, "trunks_without_password": trunks}
+    if not apps and not trunks:
+        return d, "every secret opens with this data dir's secrets/store.key; nothing changed"
+    lines = [f"app {x['app_id']}: new app_secret {x['app_secret']}" for x in apps]
+    lines += [f"trunk {x['trunk']} of app {x['app_id']}: password dropped; remove and add "
+              "the trunk again with its password" for x in trunks]
+    if apps:
+        lines.append("Give each integrator its new app secret: it is shown only now.")
+    return d, "\n".join(lines)
 
 
 # Parser ----------------------------------------------------------------------------
+
+# SIP over WebSocket for the softphone page when `tongdai demo` is not told otherwise.
+DEMO_WS_PORT = 5066
+CONFIG_HELP = "a TOML settings file (default: $TONGDAI_CONFIG, else ./tongdai.toml if present)"
+DATA_DIR_HELP = ("where the database, recordings and secrets live (default: $TONGDAI_DATA_DIR,"
+                 " else the config file's data_dir, else ./tongdai-data)")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tongdai", description="tongdai cloud PBX")
     p.add_argument("--version", action="version", version=f"tongdai {__version__}")
-    p.add_argument("--config", type=Path, metavar="FILE", help="a TOML settings file")
+    p.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)
+    p.add_argument("--data-dir", type=Path, metavar="DIR", help=DATA_DIR_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
     groups = p.add_subparsers(dest="group", metavar="COMMAND", required=True)
 
-    def leaf(sub: Any, name: str, handler: Handler | None, help: str) -> Any:
+    def leaf(sub: Any, name: str, handler: Handler | None, help: str, *,
+             creates: bool = False) -> Any:
         c = sub.add_parser(name, help=help, description=help)
         c.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                        help="print one JSON value")
-        c.set_defaults(handler=handler)
+        # Also accepted after the command (tongdai app list --data-dir DIR).
+        c.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS,
+                       help=CONFIG_HELP)
+        c.add_argument("--data-dir", type=Path, metavar="DIR", default=argparse.SUPPRESS,
+                       help=DATA_DIR_HELP)
+        c.set_defaults(handler=handler, creates=creates)
         return c
 
     def group(name: str, help: str) -> Any:
@@ -308,6 +321,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--prefix", default="", metavar="P", help="prepended to dialled numbers")
     c.add_argument("--strip", type=int, default=0, metavar="N",
                    help="leading digits removed before the prefix")
+    _routing_flags(c, default=True)
+    c = leaf(g, "set", trunk_set, "change which numbers a trunk carries and in which order")
+    c.add_argument("name")
+    c.add_argument("--app", required=True, metavar="APP_ID")
+    _routing_flags(c, default=False)
     leaf(g, "list", trunk_list, "list trunks").add_argument("--app", metavar="APP_ID")
     c = leaf(g, "remove", trunk_remove, "remove a trunk")
     c.add_argument("name")
@@ -322,9 +340,31 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--app", required=True, metavar="APP_ID")
     c.add_argument("--limit", type=int, default=50, metavar="N")
 
+    webhook_commands(group("webhook", "webhooks: an app's events POSTed, signed, to URLs"),
+                     leaf)
+    prompt_commands(group("prompt", "prompts: audio that call flows play to callers"), leaf)
+    flow_commands(group, leaf)
+
+    admin_commands(group, leaf)
+
     g = group("db", "the database")
-    leaf(g, "upgrade", db_upgrade, "migrate the schema to the newest version")
+    leaf(g, "init", db_upgrade, "create the database (or bring it up to date)", creates=True)
+    leaf(g, "upgrade", db_upgrade, "migrate the schema to the newest version", creates=True)
+    leaf(g, "reset-secrets", db_reset_secrets,
+         "after losing secrets/store.key: new app secrets, trunk passwords dropped"
+         ).set_defaults(reseal=False)
     return p
+
+
+def _routing_flags(c: Any, *, default: bool) -> None:
+    c.add_argument(
+        "--match", metavar="PREFIXES", default="" if default else None,
+        help="the number prefixes this trunk serves, comma-separated, in the national "
+             "form (09,03; 1900; +1; + for every foreign number); '' or none: every number")
+    c.add_argument(
+        "--priority", type=int, metavar="N", default=0 if default else None,
+        help="0 to 1000; among trunks matching a number equally well, lower is tried "
+             "first (default 0), then the trunk added first")
 
 
 # Entry point ------------------------------------------------------------------------
@@ -339,9 +379,48 @@ def _reason(exc: Exception) -> str:
     return str(getattr(exc, "orig", None) or exc).splitlines()[0]
 
 
-async def _run(handler: Handler, settings: Settings, args: argparse.Namespace) -> Result:
+def _sqlite_file(settings: Settings) -> Path | None:
+    url = make_url(settings.db_url)
+    db = url.database or ""
+    if url.get_backend_name() != "sqlite" or db in ("", ":memory:") or db.startswith("file:"):
+        return None
+    return Path(db)
+
+
+def _where(settings: Settings, origin: str) -> str:
+    """The database a command uses, and why that one: for its human output."""
+    path = _sqlite_file(settings)
+    if path is not None and not settings.database_url:
+        return f"{path} (data dir from {origin})"
+    return _redacted(settings.db_url)
+
+
+async def _has_schema(url: str) -> bool:
+    engine = create_engine(url)
     try:
-        store = await open_store(settings.db_url)
+        async with engine.connect() as conn:
+            return await conn.run_sync(current_revision) is not None
+    finally:
+        await engine.dispose()
+
+
+async def _run(
+    handler: Handler, settings: Settings, args: argparse.Namespace, origin: str
+) -> Result:
+    try:
+        if not args.creates:
+            # Refuse, rather than create an empty database somewhere unexpected: a
+            # missing database almost always means the wrong directory or settings.
+            path = _sqlite_file(settings)
+            if (path is not None and not path.is_file()) or not await _has_schema(
+                    settings.db_url):
+                raise CliError(
+                    f"there is no tongdai database at {_where(settings, origin)}; point "
+                    "--data-dir, TONGDAI_DATA_DIR or a config file at the server's data dir,"
+                    " or create a database with 'tongdai db init'"
+                )
+        store = await open_store(settings.db_url, key=store_key(settings.data_dir),
+                                 reseal=getattr(args, "reseal", True))
     except (OSError, SQLAlchemyError) as exc:
         where = _redacted(settings.db_url)
         raise CliError(f"cannot open the database {where}: {_reason(exc)}") from None
@@ -362,19 +441,28 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error (argparse: 2)
         return exc.code if isinstance(exc.code, int) else 2
+    config = find_config(args.config)
+    overrides = {} if args.data_dir is None else {"data_dir": args.data_dir}
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(config, **overrides)
     except SettingsError as exc:
         return _fail(str(exc))
     if args.group in ("serve", "demo"):
         from tongdai import server  # the whole PBX; only loaded to run it
 
+        if args.group == "demo" and source_of("sip_ws_port", config) == "the default":
+            # The demo's softphone page (/phone) registers over SIP/WebSocket.
+            settings = settings.model_copy(update={"sip_ws_port": DEMO_WS_PORT})
         return server.main(settings, demo=args.group == "demo" or args.demo)
+    origin = "--data-dir" if args.data_dir is not None else source_of("data_dir", config)
     try:
-        value, text = asyncio.run(_run(args.handler, settings, args))
+        value, text = asyncio.run(_run(args.handler, settings, args, origin))
     except (StoreError, CliError) as exc:
         return _fail(str(exc))
     except SQLAlchemyError as exc:
         return _fail(f"database error: {_reason(exc)}")
-    print(json.dumps(value, ensure_ascii=False) if args.json else text)
+    if args.json:
+        print(json.dumps(value, ensure_ascii=False))
+    else:
+        print(f"database: {_where(settings, origin)}\n{text}")
     return 0

@@ -16,8 +16,9 @@ def load_or_create_key(data_dir: Path, name: str) -> bytes:
     Created under a temporary name and hard-linked into place, so two processes
     starting together agree on one secret and nobody reads a half-written file.
     """
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     directory = data_dir / "secrets"
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, exist_ok=True)
     path = directory / name
     if not path.exists():
         tmp = directory / f".{name}.{secrets.token_hex(8)}"
@@ -37,3 +38,12 @@ def load_or_create_key(data_dir: Path, name: str) -> bytes:
         raise ValueError(f"{path} is shorter than {KEY_BYTES} bytes; delete it to make "
                          "a new one (what it signed will stop verifying)")
     return key
+
+
+STORE_KEY = "store.key"
+
+
+def store_key(data_dir: Path) -> bytes:
+    """The key sealing app secrets and trunk passwords in the database
+    (``data_dir/secrets/store.key``; see ``tongdai.store.sealing``)."""
+    return load_or_create_key(data_dir, STORE_KEY)

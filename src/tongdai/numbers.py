@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["is_phone_number", "normalize", "same_number"]
+__all__ = ["compact", "dialable", "is_phone_number", "normalize", "same_number"]
 
 # 2018: old 11-digit mobiles ``01xx`` + 7 digits became the new 3-digit prefix + the
 # same 7 digits. The old numbers stopped working on 2019-06-30; CRMs still hold them.
@@ -74,6 +74,15 @@ AREA_CODES: frozenset[str] = frozenset({
 
 # Toll-free and premium numbers are dialled without the trunk 0 and have no E.164 form.
 SERVICE_PREFIXES = ("1800", "1900")
+SERVICE_LENGTHS = range(8, 11)  # 1800 xxxx to 1900 xxx xxx
+
+# Emergency and public-service short numbers (police 113, fire 114, ambulance 115, and
+# the 111/112 hotlines): dialled as they are, with no E.164 form.
+EMERGENCY: frozenset[str] = frozenset({"111", "112", "113", "114", "115"})
+
+# E.164 (ITU-T E.164 §6): a country code and a national number, 15 digits at most. The
+# shortest numbers in use (small Pacific states) have 7 digits with the country code.
+E164_LENGTHS = range(7, 16)
 
 # Visual separators integrators put in numbers; Unicode spaces are removed as well.
 _SEPARATORS = re.compile(r"[\s.\-()]+")
@@ -82,6 +91,11 @@ _PHONE = re.compile(r"\+?[0-9]{3,15}")
 
 def _clean(number: str) -> str:
     return _SEPARATORS.sub("", number)
+
+
+def compact(number: str) -> str:
+    """``number`` without the separators integrators write (``028 7301-9555``)."""
+    return _clean(number)
 
 
 def is_phone_number(s: str) -> bool:
@@ -146,6 +160,39 @@ def _renumber(n: str) -> str:
     if len(n) == 11 and n[:4] in AREA_2017:  # 0xxx + 7 digits
         return AREA_2017[n[:4]] + n[4:]
     return n
+
+
+def dialable(number: str) -> str:
+    """The national form of ``number`` if a carrier can be asked to call it.
+
+    This is the one rule for outside numbers, shared by the Open API (click-to-call)
+    and the dial plan: a Vietnamese mobile (10 digits with the 0, after the 2018
+    renumbering), a landline (11 digits, one of the 63 area codes), a 1800/1900
+    service number (8 to 10 digits), an emergency number (111 to 115), or a number in
+    another country in E.164 form (``+`` or ``00``, 7 to 15 digits). Raises
+    ``ValueError`` with one sentence saying what is wrong otherwise.
+    """
+    n = normalize(number)
+    if n.startswith("+"):
+        digits = n[1:]
+        if digits.startswith("0") or len(digits) not in E164_LENGTHS:
+            raise ValueError(
+                f"{number!r} is not an international number (a country code and 7 to 15 "
+                "digits in all).")
+        return n
+    if n in EMERGENCY:
+        return n
+    if n.startswith(SERVICE_PREFIXES):
+        if len(n) not in SERVICE_LENGTHS:
+            raise ValueError(f"{number!r} is not a 1800/1900 number (8 to 10 digits).")
+        return n
+    if len(n) == 10 and n[:3] in MOBILE_PREFIXES:
+        return n
+    if len(n) == 11 and (n[:3] in AREA_CODES or n[:4] in AREA_CODES):
+        return n
+    raise ValueError(
+        f"{number!r} is not a number a carrier can call: expected a 10-digit mobile, an "
+        "11-digit landline, a 1800/1900 number, 111 to 115, or + and a foreign number.")
 
 
 def same_number(a: str, b: str) -> bool:

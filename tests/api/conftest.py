@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from tongdai.api import AuthThrottle, create_api
 from tongdai.bus import InProcessBus
 from tongdai.media.urls import RecordingSigner
+from tongdai.pbx.credentials import digest_keys
 from tongdai.settings import Settings
 from tongdai.store import Store
 
@@ -19,9 +20,12 @@ from .support import REALM, FakeCalls, Tenant, Tenants
 async def tenants(store: Store) -> Tenants:
     a = await store.create_app("Acme CRM")
     b = await store.create_app("Beta CRM")
-    await store.add_device(a.app_id, "alice", "alice-pw", realm=REALM, extension="101")
-    await store.add_device(a.app_id, "anna", "anna-pw", realm=REALM, extension="102")
-    await store.add_device(b.app_id, "bob", "bob-pw", realm=REALM, extension="101")
+    await store.add_device(a.app_id, "alice",
+                           digest_keys("alice", REALM, "alice-pw"), extension="101")
+    await store.add_device(a.app_id, "anna", digest_keys("anna", REALM, "anna-pw"), extension="102")
+    await store.add_device(b.app_id, "bob", digest_keys("bob", REALM, "bob-pw"), extension="101")
+    # App A reaches every outside number; app B has no trunk at all.
+    await store.add_trunk(a.app_id, "carrier", host="198.51.100.1")
     return Tenants(a=Tenant(app=a, user="alice", password="alice-pw"),
                    b=Tenant(app=b, user="bob", password="bob-pw"))
 
@@ -49,7 +53,7 @@ def bus() -> InProcessBus:
 
 @pytest.fixture
 def throttle() -> AuthThrottle:
-    return AuthThrottle(limit=20, window=60, block=300)
+    return AuthThrottle(scope="http", address_limit=20, window=60, block=300)
 
 
 @pytest.fixture

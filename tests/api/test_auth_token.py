@@ -5,6 +5,7 @@ import time
 import httpx
 import pytest
 
+from tongdai.pbx.credentials import digest_keys
 from tongdai.store import Store
 
 from .support import REALM, Tenants, sha, sqlite_only
@@ -46,7 +47,7 @@ async def test_form_body_and_numeric_sip_user(
     client: httpx.AsyncClient, tenants: Tenants, store: Store
 ) -> None:
     a = tenants.a
-    await store.add_device(a.app_id, "1001", "pw1001", realm=REALM)
+    await store.add_device(a.app_id, "1001", digest_keys("1001", REALM, "pw1001"))
     r = await client.post(URL, headers=a.headers(), json={"sipUser": 1001, "sipPassword": "pw1001"})
     assert r.status_code == 200, r.text
     r = await client.post(URL, headers=a.headers(), data={"sipUser": "alice",

@@ -99,10 +99,15 @@ async def test_openapi_document_describes_every_endpoint(client: httpx.AsyncClie
     paths = doc["paths"]
     assert set(paths) >= {"/oapi/v1/voice/auth_token", "/oapi/v1/call/click-to-call/{number}",
                           "/oapi/v1/call/histories", "/oapi/v1/call/play_recording",
-                          "/oapi/v1/voice/ws"}
+                          "/oapi/v1/voice/ws", "/oapi/v1/call/histories/export",
+                          "/oapi/v1/devices"}
     hist = paths["/oapi/v1/call/histories"]["get"]
-    assert {p["name"] for p in hist["parameters"]} == {
-        "appId", "created_from", "created_to", "limit", "page", "hash"}
+    # The seed's parameters (required), then tongdai's optional filters and cursor.
+    assert [p["name"] for p in hist["parameters"]] == [
+        "appId", "created_from", "created_to", "limit", "page", "hash",
+        "phone", "status_detail", "direction", "device", "did", "external_id", "after"]
+    assert {p["name"] for p in hist["parameters"] if p.get("required")} == {
+        "appId", "created_from", "created_to", "hash"}
     assert {"200", "400", "401", "429"} <= set(hist["responses"])
     token = paths["/oapi/v1/voice/auth_token"]["post"]
     assert {p["name"] for p in token["parameters"]} == {"x-auth-app-id", "x-auth-app-hash"}

@@ -55,9 +55,10 @@ async def test_lists_the_apps_calls_with_the_seed_fields_in_order(
     assert list(body) == ["data", "total", "page", "limit"]
     assert (body["total"], body["page"], body["limit"]) == (2, 1, 20)
     first, second = body["data"]
+    # The seed's ten fields in the seed's order, then tongdai's call_id.
     assert list(first) == ["caller", "callee", "class", "did_number", "direction",
                            "status_detail", "duration_seconds", "unix_timestamp",
-                           "billing_seconds", "recording"]
+                           "billing_seconds", "recording", "call_id"]
     assert first["class"] == "one_one" and first["status_detail"] == "BUSY"  # newest first
     assert second == {
         "caller": {"number": "01693608879", "type": "realnumber"},
@@ -65,7 +66,7 @@ async def test_lists_the_apps_calls_with_the_seed_fields_in_order(
         "class": "trunking", "did_number": "02873019555", "direction": "to_ab",
         "status_detail": "SUCCESS", "duration_seconds": 50,
         "unix_timestamp": int(NOV1 + 3600), "billing_seconds": 43,
-        "recording": "call_recording_abc.mp3",
+        "recording": "call_recording_abc.mp3", "call_id": "call-a1",
     }
 
 

@@ -8,12 +8,10 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-import uvicorn
-from fastapi import FastAPI
+from tests.store.support import revoke_tokens
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -23,25 +21,9 @@ from tongdai.media.urls import RecordingSigner
 from tongdai.settings import Settings
 from tongdai.store import Store, TokenRec
 
-from .support import FakeCalls, Tenants, sha, sqlite_only
+from .support import FakeCalls, Tenants, running, sha, sqlite_only
 
-
-@asynccontextmanager
-async def running(app: FastAPI) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1:<ephemeral>; yield the ws base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"ws://127.0.0.1:{port}/oapi/v1/voice/ws"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+VOICE_WS_PATH = "/oapi/v1/voice/ws"
 
 
 @pytest.fixture
@@ -56,7 +38,7 @@ async def base(
 ) -> AsyncIterator[str]:
     app = create_api(settings=ws_settings, store=store, bus=bus, calls=calls,
                      recordings=recordings)
-    async with running(app) as url:
+    async with running(app, VOICE_WS_PATH) as url:
         yield url
 
 
@@ -206,7 +188,7 @@ async def test_expired_and_revoked_tokens(
     async with open_ws(f"{base}?token={expired}") as ws:
         assert await close_code(ws) == 4004
     revoked = await token_for(store, a.app_id, "alice")
-    await store.revoke_tokens(a.app_id, "alice")
+    await revoke_tokens(store, a.app_id, "alice")
     async with open_ws(f"{base}?token={revoked}") as ws:
         assert await close_code(ws) == 4003
 
@@ -239,7 +221,7 @@ async def test_pings_and_revocation_while_connected(
 ) -> None:
     settings = Settings(ws_ping_interval=0.2)
     app = create_api(settings=settings, store=store, bus=bus, calls=calls, recordings=recordings)
-    async with running(app) as base:
+    async with running(app, VOICE_WS_PATH) as base:
         token = await token_for(store, tenants.a.app_id, "alice")
         async with open_ws(f"{base}?token={token}") as ws:
             assert (await recv(ws))["ping_interval"] == 0.2
@@ -248,7 +230,7 @@ async def test_pings_and_revocation_while_connected(
             await ws.send(json.dumps({"type": "pong"}))  # welcome, ignored
             await ws.send("anything")
             assert (await recv(ws, skip_pings=False))["type"] == "ping"
-            await store.revoke_tokens(tenants.a.app_id, "alice")
+            await revoke_tokens(store, tenants.a.app_id, "alice")
             assert await close_code(ws) == 4003
 
 

@@ -3,11 +3,13 @@
 import hashlib
 import re
 import subprocess
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tongdai.demo import demo_text, ensure_demo
+from tongdai.demo import demo_text, ensure_demo, load_demo, start_demo
+from tongdai.pbx.credentials import digest_keys
 from tongdai.settings import Settings, load_settings
 from tongdai.sip.digest import ha1
 from tongdai.store.sql import SqlStore
@@ -18,7 +20,8 @@ def _sha(s: str) -> str:
 
 
 @pytest.fixture
-def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
+def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    monkeypatch.setenv("TONGDAI_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("TONGDAI_SIP_DOMAIN", "pbx.test")
     monkeypatch.setenv("TONGDAI_SIP_PORT", "5099")
     monkeypatch.setenv("TONGDAI_PUBLIC_URL", "https://pbx.test:8443/")
@@ -29,7 +32,8 @@ async def test_ensure_demo_only_on_an_empty_database(store: SqlStore, settings: 
     info = await ensure_demo(store, settings)
     assert info is not None
     app = await store.get_app(info["app_id"])
-    assert app is not None and app.name == "demo" and app.app_secret == info["app_secret"]
+    assert app is not None and app.name == "demo"
+    assert app.app_secret.reveal() == info["app_secret"]
     devices = {d["sip_user"]: d for d in info["devices"]}
     assert {u: d["extension"] for u, d in devices.items()} == {"alice": "101", "bob": "102"}
     for user, d in devices.items():
@@ -46,6 +50,36 @@ async def test_ensure_demo_leaves_existing_apps_alone(store: SqlStore, settings:
     await store.create_app("production")
     assert await ensure_demo(store, settings) is None
     assert await store.list_devices() == []
+
+
+async def test_every_start_shows_the_demo_again(store: SqlStore, settings: Settings) -> None:
+    first = await start_demo(store, settings)
+    assert first is not None and first["created"] is True
+    kept = settings.data_dir / "secrets" / "demo-devices.json"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    again = await start_demo(store, settings)
+    assert again == first | {"created": False}
+    assert "Demo app (shown at every start):" in demo_text(again, settings)
+
+    # What an operator changed since shows as it is now: the rotated secret, and no
+    # stale password (with the command that sets one instead).
+    rotated = await store.rotate_secret(first["app_id"])
+    await store.set_keys("bob", digest_keys("bob", "pbx.test", "Changed-Since-1"))
+    now = await load_demo(store, settings)
+    assert now is not None and now["app_secret"] == rotated.app_secret.reveal() != first[
+        "app_secret"]
+    passwords = {d["sip_user"]: d["password"] for d in now["devices"]}
+    assert passwords == {"alice": first["devices"][0]["password"], "bob": None}
+    text = demo_text(now, settings)
+    assert "tongdai device passwd bob --password -" in text
+    assert "auth_pass=None" not in text and "<sip:bob@" not in text
+    assert rotated.app_secret.reveal() in text
+
+
+async def test_no_demo_app_no_demo_text(store: SqlStore, settings: Settings) -> None:
+    await store.create_app("production")
+    assert await start_demo(store, settings) is None
+    assert not (settings.data_dir / "secrets" / "demo-devices.json").exists()
 
 
 def test_demo_text(settings: Settings) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -44,8 +45,10 @@ def free_port() -> int:
 
 
 def port_block(size: int = 200) -> tuple[int, int]:
-    """An even-aligned RTP port range that is unlikely to collide with others."""
-    base = random.randrange(21000, 59000, 2)
+    """An even-aligned RTP port range that is unlikely to collide with others: below the
+    kernel's ephemeral range (32768 and up), where ``free_port`` and the peers' own
+    sockets take theirs, since the relay keeps its ports bound between calls."""
+    base = random.randrange(10000, 32768 - size, 2)
     return base, base + size - 1
 
 
@@ -81,11 +84,13 @@ class Server:
         code = (
             "import asyncio, json, sys\n"
             "from tongdai.settings import load_settings\n"
+            "from tongdai.keys import store_key\n"
+            "from tongdai.pbx.credentials import digest_keys\n"
             "from tongdai.store.sql import open_store\n"
             "async def main():\n"
-            "    s = load_settings(); st = await open_store(s.db_url)\n"
+            "    s = load_settings(); st = await open_store(s.db_url, key=store_key(s.data_dir))\n"
             "    for user, pw in json.load(sys.stdin):\n"
-            f"        await st.add_device({app_id!r}, user, pw, realm=s.domain)\n"
+            f"        await st.add_device({app_id!r}, user, digest_keys(user, s.domain, pw))\n"
             "    await st.close()\n"
             "asyncio.run(main())\n"
         )
@@ -219,6 +224,16 @@ def sipp(*args: str, cwd: Path, timeout: float = 60) -> subprocess.Popen[bytes]:
     )
 
 
+def wait_process(p: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """A peer's exit code; a peer still running after ``timeout`` is killed and fails the test."""
+    try:
+        return p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        raise
+
+
 def scenario(name: str) -> str:
     return str(HERE / "scenarios" / name)
 
@@ -231,3 +246,11 @@ def wait_until(pred: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
             return v
         time.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+def sipp_logged(work: Path, what: str) -> set[str]:
+    """The call numbers a SIPp scenario logged as ``what`` (its ``-trace_logs`` lines)."""
+    found: set[str] = set()
+    for log in work.glob("*_logs.log"):
+        found |= set(re.findall(rf"^{what} (\d+)$", log.read_text(), re.M))
+    return found

@@ -51,16 +51,19 @@ class Api:
         assert body["expire"] > time.time()
         return str(body["value"])
 
-    def click_to_call(self, number: str) -> httpx.Response:
+    def click_to_call(self, number: str, **correlation: Any) -> httpx.Response:
         return self.http.post(f"/oapi/v1/call/click-to-call/{number}", headers=self.headers,
-                              json={"sipUser": "agent", "sipPassword": "agent-secret-pw"})
+                              json={"sipUser": "agent", "sipPassword": "agent-secret-pw",
+                                    **correlation})
 
-    def histories(self) -> dict[str, Any]:
+    def histories(self, external_id: str | None = None) -> dict[str, Any]:
         # unix seconds: independent of the server's time zone and of midnight
         start, end = str(int(time.time()) - 3600), str(int(time.time()) + 60)
         q = {"appId": self.app_id, "created_from": start, "created_to": end,
              "limit": "100", "page": "1"}
-        q["hash"] = sha(self.app_id, start, end, "100", "1", self.secret)
+        q["hash"] = sha(self.app_id, start, end, "100", "1", external_id or "", self.secret)
+        if external_id is not None:
+            q["external_id"] = external_id
         r = self.http.get("/oapi/v1/call/histories", params=q)
         assert r.status_code == 200, r.text
         result: dict[str, Any] = r.json()
@@ -148,6 +151,45 @@ def test_click_to_call_rejected_by_the_agent(api: Api, phones: Phones) -> None:
     wait_until(lambda: api.click_to_call("0907777777").status_code == 400, timeout=15)
 
 
+def test_click_to_call_refuses_what_it_cannot_dial_without_ringing(
+    api: Api, phones: Phones
+) -> None:
+    """A registered agent: an invalid number or one no trunk serves is a 400 and the
+    agent's phone never rings; the same number dialled from the phone is refused too,
+    and its CDR is class trunking (it would have gone out through a trunk)."""
+    agent = phones.start("agent-refused", "tone440")
+    agent.add_account("agent", "agent-secret-pw", api.server.sip, answer="manual")
+    agent.ctl.wait_event("REGISTER_OK", 10)
+    for number in ("12", "0912", "09123456789", "nobody"):
+        r = api.click_to_call(number)
+        assert r.status_code == 400, (number, r.text)
+        assert r.json()["code"] == "invalid_number", number
+    api.server.cli("trunk", "set", "carrier", "--app", api.app_id, "--match", "028")
+    try:
+        # The running server polls the configuration version every second; under a
+        # loaded CI machine that poll can lag, so give it a few periods before the
+        # click-to-call that must not ring the agent.
+        time.sleep(3)
+        r = api.click_to_call("0901234567")
+        assert r.status_code == 400, r.text
+        assert r.json()["code"] == "no_route"
+        res = agent.ctl.cmd("dial", f"sip:0908888888@{api.server.sip}")
+        assert res.get("ok"), res
+        agent.ctl.wait_event("CALL_CLOSED", 15)
+        rec = wait_until(lambda: next((h for h in api.histories()["data"]
+                                       if h["callee"]["number"] == "0908888888"), None), 10)
+    finally:
+        api.server.cli("trunk", "set", "carrier", "--app", api.app_id, "--match", "")
+    assert rec["class"] == "trunking" and rec["status_detail"] == "ERROR"
+    assert rec["caller"]["username"] == "agent"
+    time.sleep(1)
+    agent.ctl.cmd("listcalls")  # drains pending events into agent.ctl.events
+    assert not any(e.get("type") == "CALL_INCOMING" for e in agent.ctl.events), [
+        e.get("type") for e in agent.ctl.events]
+    agent.stop()
+    wait_until(lambda: api.click_to_call("0901234567").json()["code"] == "device_offline", 15)
+
+
 def test_click_to_call_end_to_end(api: Api, phones: Phones, audio: dict[str, Path]) -> None:
     token = api.token()
     agent = phones.start("agent", "tone440")
@@ -173,15 +215,17 @@ def test_click_to_call_end_to_end(api: Api, phones: Phones, audio: dict[str, Pat
     assert seqs == sorted(seqs) and len(set(seqs)) == 3
     for m in (ringing, answered, ended):
         assert m["data"]["call_id"] == call_id
+        assert "external_id" not in m["data"] and "metadata" not in m["data"]
     assert ended["data"]["status_detail"] == "SUCCESS"
     last_seq = ended["seq"]
 
-    # the call is in the history with the seed's fields
+    # the call is in the history with the seed's fields, then its call_id
     hist = api.histories()
     rec = next(r for r in hist["data"] if r["callee"]["number"] == "0901234567")
     assert list(rec) == ["caller", "callee", "class", "did_number", "direction",
                          "status_detail", "duration_seconds", "unix_timestamp",
-                         "billing_seconds", "recording"]
+                         "billing_seconds", "recording", "call_id"]
+    assert rec["call_id"] == call_id
     assert rec["caller"] == {"number": "201", "type": "user", "username": "agent"}
     assert rec["class"] == "trunking" and rec["direction"] == "from_ab"
     assert rec["status_detail"] == "SUCCESS" and rec["billing_seconds"] >= 2
@@ -200,10 +244,12 @@ def test_click_to_call_end_to_end(api: Api, phones: Phones, audio: dict[str, Pat
     path.write_bytes(mp3.content)
     assert rms(path) > 0.02
 
-    # disconnected: another call happens; reconnecting with since= replays it
+    # disconnected: another call happens, correlated with the integrator's ticket;
+    # reconnecting with since= replays it
+    meta = {"ticket": "T-1042", "agent_note": "gọi lại"}
     carrier = api.carrier(audio["tone1000_pcmu"])
-    r = api.click_to_call("0901234567")
-    assert r.status_code == 200
+    r = api.click_to_call("0901234567", external_id="crm-1042", metadata=meta)
+    assert r.status_code == 200, r.text
     second = r.json()["call_id"]
     agent.ctl.wait_event("CALL_ESTABLISHED", 10)
     time.sleep(1)
@@ -215,6 +261,12 @@ def test_click_to_call_end_to_end(api: Api, phones: Phones, audio: dict[str, Pat
                   next_message(ws, {"call.ended"})]
     assert all(m["data"]["call_id"] == second for m in missed)
     assert all(m["seq"] > last_seq for m in missed)
+    assert all(m["data"]["external_id"] == "crm-1042" for m in missed)
+    assert all(m["data"]["metadata"] == meta for m in missed)
+    found = api.histories(external_id="crm-1042")["data"]
+    assert [(x["call_id"], x["external_id"], x["metadata"]) for x in found] == [
+        (second, "crm-1042", meta)]
+    assert list(found[0])[:10] == list(rec)[:10]
 
     # unregistered again: offline -> 400
     agent.stop()

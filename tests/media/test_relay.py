@@ -169,7 +169,7 @@ async def test_last_activity_follows_rtp(engine: RelayEngine,
     await s.close()
 
 
-async def test_ports_are_freed_and_exhaustion_is_a_clean_error(
+async def test_ports_are_reused_then_freed_and_exhaustion_is_a_clean_error(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     lo, hi = free_range(8)  # four pairs: two calls
     engine = RelayEngine("127.0.0.1", (lo, hi), tmp_path)
@@ -184,20 +184,58 @@ async def test_ports_are_freed_and_exhaustion_is_a_clean_error(
             await engine.create_session(call_id="x3", app_id="app1", record=False)
         assert "x3" in caplog.text and "TONGDAI_RTP_PORTS" in caplog.text
         assert engine.sessions == 2
-        freed = s1.local_address("a")[1]
+        freed = {s1.local_address("a")[1], s1.local_address("b")[1]}
         assert await s1.close() == ""
         assert await s1.close() == ""  # idempotent
-        # The sockets are really closed: anyone can bind the ports again.
-        for port in (freed, freed + 1):
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                sock.bind(("127.0.0.1", port))
+        assert engine.free_port_pairs == 2  # parked for the next calls, still free
+        # The range is used up but for s1's legs, still in quarantine: they are taken.
         s3 = await engine.create_session(call_id="x3", app_id="app1", record=False)
-        assert {s3.local_address("a")[1], s3.local_address("b")[1]} <= used
+        assert {s3.local_address("a")[1], s3.local_address("b")[1]} == freed
         await s3.close()
     finally:
         await engine.stop()
     assert engine.sessions == 0
     assert engine.free_port_pairs == 4
+    # Stopped, the sockets are really closed: anyone can bind the ports again.
+    for port in range(lo, lo + 8):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", port))
+
+
+async def test_a_parked_leg_forwards_nothing_and_relatches_for_its_next_call(
+        tmp_path: Path, phones: tuple[Phone, Phone]) -> None:
+    a, b = phones
+    lo, hi = free_range(8)
+    engine = RelayEngine("127.0.0.1", (lo, hi), tmp_path)
+    await engine.start()
+    try:
+        s1 = await engine.create_session(call_id="p1", app_id="app1", record=False)
+        s1.set_remote("a", *a.address)
+        s1.set_remote("b", *b.address)
+        b.send(rtp(seq=1, ts=0, ssrc=2, payload=b"x"), s1.local_address("b"))
+        await a.wait_for(1)
+        leg_a, leg_b = s1.local_address("a"), s1.local_address("b")
+        await s1.close()
+        s1.set_remote("a", *b.address)  # too late: ignored, the leg is parked
+        # The ended call's device keeps sending: a parked leg forwards nothing.
+        b.send(rtp(seq=2, ts=160, ssrc=2, payload=b"y"), leg_b)
+        a.send(rtp(seq=1, ts=0, ssrc=1, payload=b"z"), leg_a)
+        await asyncio.sleep(0.1)
+        assert len(a.received) == 1 and not b.received
+        # Every other pair is in use: the next call gets the parked legs, latching
+        # afresh (to its SDP address, not to the ended call's device).
+        s2 = await engine.create_session(call_id="p2", app_id="app1", record=False)
+        s3 = await engine.create_session(call_id="p3", app_id="app1", record=False)
+        assert {s3.local_address("a"), s3.local_address("b")} == {leg_a, leg_b}
+        assert s3.packets_relayed == 0
+        s3.set_remote("a", *b.address)
+        s3.set_remote("b", *b.address)
+        a.send(rtp(seq=1, ts=0, ssrc=3, payload=b"w"), s3.local_address("a"))
+        await b.wait_for(1)
+        assert len(a.received) == 1
+        await asyncio.gather(s2.close(), s3.close())
+    finally:
+        await engine.stop()
 
 
 async def test_ports_held_by_others_are_skipped(tmp_path: Path) -> None:

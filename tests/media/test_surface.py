@@ -6,8 +6,9 @@ import tongdai.rtp
 
 def test_public_surface() -> None:
     assert sorted(tongdai.media.__all__) == [
-        "Leg", "MediaEngine", "MediaSession", "MediaUnavailable", "RecordingSigner",
-        "RecordingUrls", "RelayEngine", "RelaySession", "load_or_create_secret",
+        "Leg", "LegMedia", "MediaEngine", "MediaSession", "MediaUnavailable", "Prompt",
+        "PromptLibrary", "RecordingSigner", "RecordingUrls", "RelayEngine", "RelaySession",
+        "load_or_create_secret",
         "recording_routes",
     ]
     for module in (tongdai.media, tongdai.rtp):

@@ -7,6 +7,7 @@ import itertools
 from tests.pbx.conftest import UdpClient
 from tests.pbx.test_registrar import Phone
 
+from tongdai.pbx.credentials import digest_keys
 from tongdai.server import Pbx
 from tongdai.sip import digest
 
@@ -29,7 +30,8 @@ async def test_invites_are_challenged_and_guessing_is_throttled(
     pbx: Pbx, client: UdpClient
 ) -> None:
     app = await pbx.store.create_app("t")
-    await pbx.store.add_device(app.app_id, "alice", "alice-secret", realm=pbx.settings.domain)
+    await pbx.store.add_device(app.app_id, "alice",
+                               digest_keys("alice", pbx.settings.domain, "alice-secret"))
     assert (await Phone(client, "alice", "alice-secret").register()).status == 200
 
     first = await client.request(INVITE.format(n=next(_n), auth=""))
@@ -42,6 +44,11 @@ async def test_invites_are_challenged_and_guessing_is_throttled(
         wrong = await client.request(
             INVITE.format(n=next(_n), auth=f"Proxy-Authorization: {value}\n"))
         assert wrong.status == 403
-    assert pbx.registrar.throttle.blocked("127.0.0.1", pbx.registrar.wall())
-    # blocked: not even challenged any more
-    assert (await client.request(INVITE.format(n=next(_n), auth=""))).status == 403
+    assert pbx.registrar.throttle.retry_after("127.0.0.1", "alice", pbx.registrar.wall()) > 0
+    # blocked: even the right password is refused from this address
+    chal = (await client.request(INVITE.format(n=next(_n), auth=""))).headers.get(
+        "proxy-authenticate") or ""
+    value = digest.authorization(chal, method="INVITE", uri="sip:0901234567@127.0.0.1",
+                                 username="alice", password="alice-secret", cnonce="c", nc=1)
+    right = await client.request(INVITE.format(n=next(_n), auth=f"Proxy-Authorization: {value}\n"))
+    assert right.status == 403

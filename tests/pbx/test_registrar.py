@@ -7,6 +7,8 @@ import itertools
 
 from tests.pbx.conftest import UdpClient
 
+from tongdai.pbx import capabilities
+from tongdai.pbx.credentials import digest_keys
 from tongdai.server import Pbx
 from tongdai.sip import digest
 from tongdai.sip.message import Response
@@ -18,7 +20,7 @@ From: <sip:{user}@127.0.0.1>;tag=f1
 To: <sip:{user}@127.0.0.1>
 Call-ID: reg-{user}-{call}
 CSeq: {cseq} REGISTER
-{contact}{expires}{auth}Content-Length: 0
+{contact}{expires}{extra}{auth}Content-Length: 0
 
 """
 
@@ -35,19 +37,22 @@ class Phone:
         self.call = hashlib.md5(user.encode()).hexdigest()[:8]
 
     async def send(self, *, contact: str | None = None, expires: int | None = None,
-                   auth: str = "") -> Response:
+                   auth: str = "", extra: str = "") -> Response:
         self.cseq += 1
         c = contact if contact is not None else f"<sip:{self.user}@127.0.0.1:{self.client.port}>"
         text = REGISTER.format(
             branch=f"{self.user}{next(_branches)}", user=self.user, call=self.call, cseq=self.cseq,
             contact=f"Contact: {c}\n" if c else "",
             expires=f"Expires: {expires}\n" if expires is not None else "", auth=auth,
+            extra=extra,
         )
         return await self.client.request(text)
 
     async def register(self, *, contact: str | None = None, expires: int | None = None,
-                       password: str | None = None) -> Response:
-        first = await self.send(contact=contact, expires=expires)
+                       password: str | None = None, extra: str = "") -> Response:
+        """A REGISTER answered with a challenge, then again with credentials;
+        ``extra`` is header lines added to both (each ending in a newline)."""
+        first = await self.send(contact=contact, expires=expires, extra=extra)
         if first.status != 401:
             return first
         chal = first.headers.get("www-authenticate")
@@ -56,12 +61,13 @@ class Phone:
             chal, method="REGISTER", uri="sip:127.0.0.1", username=self.user,
             password=password or self.password, cnonce="c0ffee",
         )
-        return await self.send(contact=contact, expires=expires, auth=f"Authorization: {value}\n")
+        return await self.send(contact=contact, expires=expires, extra=extra,
+                               auth=f"Authorization: {value}\n")
 
 
 async def _device(pbx: Pbx, user: str = "alice", pw: str = "alice-secret") -> str:
     app = await pbx.store.create_app("t")
-    await pbx.store.add_device(app.app_id, user, pw, realm=pbx.settings.domain)
+    await pbx.store.add_device(app.app_id, user, digest_keys(user, pbx.settings.domain, pw))
     return app.app_id
 
 
@@ -179,6 +185,33 @@ Content-Length: 0
     assert (await client.request(base.format(method="FROBNICATE"))).status == 501
 
 
+async def test_options_advertises_only_what_is_implemented(pbx: Pbx, client: UdpClient) -> None:
+    # RFC 3261 §20.5/§20.37: a peer may use what Allow and Supported list, so both come
+    # from pbx/capabilities.py, which lists only what is implemented.
+    options = """OPTIONS sip:127.0.0.1 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:@PORT@;branch=z9hG4bKopt2
+Max-Forwards: 70
+From: <sip:x@127.0.0.1>;tag=a
+To: <sip:127.0.0.1>
+Call-ID: opt-2
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+"""
+    ok = await client.request(options)
+    allowed = {m.strip() for m in (ok.headers.get("allow") or "").split(",")}
+    assert allowed == set(capabilities.METHODS)
+    supported = {t.strip() for t in (ok.headers.get("supported") or "").split(",") if t.strip()}
+    assert supported == set(capabilities.SUPPORTED)
+    # RFC 3262 §3: offering 100rel means answering PRACK.
+    assert ("100rel" in supported) == ("PRACK" in allowed)
+    assert (ok.headers.get("server") or "").startswith("tongdai/")
+    # Each allowed request outside a dialog gets a real answer, never 501.
+    for method in sorted(allowed - {"ACK", "CANCEL", "INVITE", "REGISTER", "OPTIONS"}):
+        out = await client.request(options.replace("OPTIONS", method).replace("opt2", method))
+        assert out.status != 501, method
+
+
 async def test_malformed_input_gets_400_or_is_dropped(pbx: Pbx, client: UdpClient) -> None:
     bad_cseq = """REGISTER sip:127.0.0.1 SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:@PORT@;branch=z9hG4bKbad1
@@ -206,7 +239,8 @@ async def test_bindings_survive_a_restart(pbx: Pbx, client: UdpClient) -> None:
     await _device(pbx)
     assert (await Phone(client, "alice", "alice-secret").register(expires=600)).status == 200
     await pbx.location.flush()
-    fresh = Location(store=pbx.store, bus=pbx.bus, wall_clock=pbx.registrar.wall)
+    fresh = Location(store=pbx.store, devices=pbx.store, bus=pbx.bus,
+                     wall_clock=pbx.registrar.wall)
     assert await fresh.restore() == 1
     assert fresh.is_registered("alice")
     [reg] = fresh.bindings("alice")

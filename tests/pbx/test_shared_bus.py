@@ -12,6 +12,7 @@ from tests.pbx.conftest import UdpClient
 from tests.pbx.test_registrar import Phone
 
 from tongdai.bus import open_bus
+from tongdai.pbx.credentials import digest_keys
 from tongdai.server import build, shutdown
 from tongdai.settings import load_settings
 
@@ -31,7 +32,8 @@ async def test_registration_event_reaches_another_process(tmp_path: Path) -> Non
     client = UdpClient(pbx.sip_port)
     try:
         app = await pbx.store.create_app("b")
-        await pbx.store.add_device(app.app_id, "alice", "alice-secret", realm=pbx.settings.domain)
+        await pbx.store.add_device(app.app_id, "alice",
+                                   digest_keys("alice", pbx.settings.domain, "alice-secret"))
         assert (await Phone(client, "alice", "alice-secret").register()).status == 200
         ev = await asyncio.wait_for(sub.__anext__(), 5)
         assert ev.type == "device.registered"

@@ -1,3 +1,5 @@
+import hmac
+
 from tongdai.sip import digest
 from tongdai.sip.digest import Credentials, DigestServer, Verdict
 
@@ -17,6 +19,16 @@ def test_rfc7616_vectors() -> None:
             "auth", "00000001", CNONCE,
         )
         assert got == expected
+
+
+def test_nonce_mac_is_hmac_sha256_truncated() -> None:
+    # RFC 4231 §4.2 test case 1, then keys shorter than, equal to and longer than
+    # SHA-256's 64-byte block (a long key is hashed first, RFC 2104 §2).
+    mac = digest.NonceMac(b"\x0b" * 20)
+    assert mac(b"Hi There").hex() == "b0344c61d8db38535ca8afceaf0bf12b"
+    for key in (b"", b"k" * 32, b"x" * 64, b"y" * 131):
+        for message in (b"", b"0123456789abcdef"):
+            assert digest.NonceMac(key)(message) == hmac.digest(key, message, "sha256")[:16]
 
 
 def _server() -> DigestServer:

@@ -4,18 +4,30 @@ concurrent writers on one SQLite file."""
 import asyncio
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
+from tests.store.support import STORE_KEY
 
+from tongdai.pbx.credentials import digest_keys
 from tongdai.store.engine import alembic_config
+from tongdai.store.errors import SchemaAhead
 from tongdai.store.models import Base
 from tongdai.store.sql import open_store
 
 TABLES = {"apps", "devices", "dids", "trunks", "registrations", "cdrs", "auth_tokens",
-          "config_version", "cdr_daily"}
+          "config_version", "cdr_daily", "call_checkpoints", "webhook_endpoints",
+          "webhook_deliveries", "app_events", "app_event_seqs", "call_flows", "call_queues",
+          "paused_agents", "admin_keys", "operators", "audit_log", "extension_flows"}
+
+
+def _head() -> str | None:
+    """The newest migration: opening a database must bring it there."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def _schema_diff(conn: Connection) -> list[object]:
@@ -24,9 +36,9 @@ def _schema_diff(conn: Connection) -> list[object]:
 
 
 async def test_migrations_build_exactly_the_models(db_url: str) -> None:
-    store = await open_store(db_url)
+    store = await open_store(db_url, key=STORE_KEY)
     try:
-        assert await store.schema_revision() == "0003"
+        assert await store.schema_revision() == _head()
         async with store._engine.connect() as conn:
             tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
             assert tables == TABLES | {"alembic_version"}
@@ -39,12 +51,12 @@ async def test_migrations_build_exactly_the_models(db_url: str) -> None:
     finally:
         await store.close()
     # Opening again finds the schema current and keeps the data.
-    store = await open_store(db_url)
+    store = await open_store(db_url, key=STORE_KEY)
     try:
         await store.create_app("kept")
     finally:
         await store.close()
-    store = await open_store(db_url)
+    store = await open_store(db_url, key=STORE_KEY)
     try:
         assert [a.name for a in await store.list_apps()] == ["kept"]
     finally:
@@ -52,7 +64,7 @@ async def test_migrations_build_exactly_the_models(db_url: str) -> None:
 
 
 async def test_downgrade_and_upgrade_again(db_url: str) -> None:
-    store = await open_store(db_url)
+    store = await open_store(db_url, key=STORE_KEY)
     try:
         def down_and_up(conn: Connection) -> set[str]:
             command.downgrade(alembic_config(conn), "base")
@@ -62,7 +74,7 @@ async def test_downgrade_and_upgrade_again(db_url: str) -> None:
 
         async with store._engine.begin() as conn:
             assert await conn.run_sync(down_and_up) == {"alembic_version"}
-        assert await store.schema_revision() == "0003"
+        assert await store.schema_revision() == _head()
         assert await store.list_apps() == []
     finally:
         await store.close()
@@ -70,7 +82,7 @@ async def test_downgrade_and_upgrade_again(db_url: str) -> None:
 
 async def test_sqlite_file_settings(tmp_path: Path) -> None:
     db = tmp_path / "nested" / "dir" / "tongdai.sqlite3"
-    store = await open_store(f"sqlite+aiosqlite:///{db}")
+    store = await open_store(f"sqlite+aiosqlite:///{db}", key=STORE_KEY)
     try:
         assert db.exists()  # the data directory was created
         async with store._engine.connect() as conn:
@@ -87,14 +99,15 @@ async def test_two_processes_write_one_sqlite_file(tmp_path: Path) -> None:
     # The PBX and the admin CLI share the file: two engines (two pools) writing at
     # once must queue on the busy timeout, not fail with "database is locked".
     url = f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite3'}"
-    first = await open_store(url)
-    second = await open_store(url)
+    first = await open_store(url, key=STORE_KEY)
+    second = await open_store(url, key=STORE_KEY)
     try:
         app = await first.create_app("a")
 
         async def add(store_i: int, i: int) -> None:
             store = first if store_i == 0 else second
-            await store.add_device(app.app_id, f"u{store_i}-{i}", "pw", realm="r")
+            await store.add_device(app.app_id, f"u{store_i}-{i}",
+                                   digest_keys(f"u{store_i}-{i}", "r", "pw"))
             await store.rotate_secret(app.app_id)  # read, then write, in one transaction
 
         await asyncio.gather(*(add(i % 2, i) for i in range(30)))
@@ -102,3 +115,16 @@ async def test_two_processes_write_one_sqlite_file(tmp_path: Path) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_schema_newer_than_this_code_is_refused_in_one_line(db_url: str) -> None:
+    # An old node (re)starting while a rolling upgrade has migrated the database.
+    store = await open_store(db_url, key=STORE_KEY)
+    try:
+        async with store._engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        await store.close()
+    with pytest.raises(SchemaAhead, match=rf"at schema revision 9999, newer than this tongdai"
+                       rf" knows \(up to {_head()}\): run the newer tongdai"):
+        await open_store(db_url, key=STORE_KEY)

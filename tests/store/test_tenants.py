@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tongdai.pbx.credentials import digest_keys
 from tongdai.sip.digest import ha1
 from tongdai.store import Conflict, Invalid, NotFound
 from tongdai.store.sql import SqlStore
@@ -20,16 +21,17 @@ def _md5(s: str) -> str:
 async def test_apps_round_trip(store: SqlStore) -> None:
     a = await store.create_app("  Acme CRM ")
     assert re.fullmatch(r"[a-z0-9]{20}", a.app_id)
-    assert re.fullmatch(r"[0-9a-f]{64}", a.app_secret)
+    assert re.fullmatch(r"[0-9a-f]{64}", a.app_secret.reveal())
     assert a.name == "Acme CRM" and a.record_calls and a.default_did is None
     b = await store.create_app("Beta")
-    assert a.app_id != b.app_id and a.app_secret != b.app_secret
+    assert a.app_id != b.app_id and a.app_secret.reveal() != b.app_secret.reveal()
     assert await store.get_app(a.app_id) == a
     assert await store.get_app("nope") is None
     assert [x.app_id for x in await store.list_apps()] == [a.app_id, b.app_id]
 
     rotated = await store.rotate_secret(a.app_id)
-    assert rotated.app_secret != a.app_secret and rotated.app_id == a.app_id
+    assert rotated.app_secret.reveal() != a.app_secret.reveal()
+    assert rotated.app_id == a.app_id
     assert (await store.get_app(a.app_id)) == rotated
 
     off = await store.update_app(a.app_id, record_calls=False)
@@ -53,7 +55,7 @@ async def test_unknown_app(store: SqlStore) -> None:
         store.rotate_secret("nope"),
         store.delete_app("nope"),
         store.update_app("nope", record_calls=True),
-        store.add_device("nope", "alice", "pw", realm=REALM),
+        store.add_device("nope", "alice", digest_keys("alice", REALM, "pw")),
         store.add_did("nope", "02873019555", "alice"),
         store.add_trunk("nope", "t", host="10.0.0.1"),
     ):
@@ -64,7 +66,8 @@ async def test_unknown_app(store: SqlStore) -> None:
 async def test_device_stores_ha1_only(store: SqlStore) -> None:
     app = await store.create_app("a")
     dev = await store.add_device(
-        app.app_id, "alice", "s3cret!", realm=REALM, display_name="Alice", extension="101"
+        app.app_id, "alice", digest_keys("alice", REALM, "s3cret!"), display_name="Alice",
+        extension="101",
     )
     assert dev.ha1_md5 == _md5(f"alice:{REALM}:s3cret!")
     assert dev.ha1_sha256 == hashlib.sha256(f"alice:{REALM}:s3cret!".encode()).hexdigest()
@@ -73,7 +76,7 @@ async def test_device_stores_ha1_only(store: SqlStore) -> None:
     assert await store.get_device("alice") == dev
     assert "s3cret!" not in repr(dev)
 
-    changed = await store.set_password("alice", "n3w", realm="other.realm")
+    changed = await store.set_keys("alice", digest_keys("alice", "other.realm", "n3w"))
     assert changed.realm == "other.realm"
     assert changed.ha1_md5 == _md5("alice:other.realm:n3w")
     assert await store.get_device("alice") == changed
@@ -81,9 +84,11 @@ async def test_device_stores_ha1_only(store: SqlStore) -> None:
 
 async def test_devices_find_list_remove(store: SqlStore) -> None:
     a, b = await store.create_app("a"), await store.create_app("b")
-    alice = await store.add_device(a.app_id, "alice", "pw", realm=REALM, extension="101")
-    bob = await store.add_device(a.app_id, "bob", "pw", realm=REALM)
-    carol = await store.add_device(b.app_id, "carol", "pw", realm=REALM, extension="101")
+    alice = await store.add_device(a.app_id, "alice",
+                                   digest_keys("alice", REALM, "pw"), extension="101")
+    bob = await store.add_device(a.app_id, "bob", digest_keys("bob", REALM, "pw"))
+    carol = await store.add_device(b.app_id, "carol",
+                                   digest_keys("carol", REALM, "pw"), extension="101")
     assert await store.find_device(a.app_id, "alice") == alice
     assert await store.find_device(a.app_id, "101") == alice
     assert await store.find_device(b.app_id, "101") == carol
@@ -102,21 +107,21 @@ async def test_devices_find_list_remove(store: SqlStore) -> None:
 
 async def test_device_name_rules(store: SqlStore) -> None:
     a, b = await store.create_app("a"), await store.create_app("b")
-    await store.add_device(a.app_id, "alice", "pw", realm=REALM, extension="101")
+    await store.add_device(a.app_id, "alice", digest_keys("alice", REALM, "pw"), extension="101")
     # sip_user is unique across apps (a REGISTER names only the user).
     with pytest.raises(Conflict, match="'alice' is already taken"):
-        await store.add_device(b.app_id, "alice", "pw", realm=REALM)
+        await store.add_device(b.app_id, "alice", digest_keys("alice", REALM, "pw"))
     with pytest.raises(Conflict, match="extension 101"):
-        await store.add_device(a.app_id, "bob", "pw", realm=REALM, extension="101")
+        await store.add_device(a.app_id, "bob", digest_keys("bob", REALM, "pw"), extension="101")
     # A sip_user that is another device's extension (or the reverse) would make
     # find_device ambiguous.
     with pytest.raises(Conflict, match="extension of device 'alice'"):
-        await store.add_device(a.app_id, "101", "pw", realm=REALM)
-    await store.add_device(a.app_id, "200", "pw", realm=REALM)
+        await store.add_device(a.app_id, "101", digest_keys("101", REALM, "pw"))
+    await store.add_device(a.app_id, "200", digest_keys("200", REALM, "pw"))
     with pytest.raises(Conflict, match="extension 200"):
-        await store.add_device(a.app_id, "dave", "pw", realm=REALM, extension="200")
+        await store.add_device(a.app_id, "dave", digest_keys("dave", REALM, "pw"), extension="200")
     # Another app may use the same extension.
-    await store.add_device(b.app_id, "bob", "pw", realm=REALM, extension="101")
+    await store.add_device(b.app_id, "bob", digest_keys("bob", REALM, "pw"), extension="101")
     assert len(await store.list_devices()) == 3
 
 
@@ -140,16 +145,15 @@ async def test_device_input_is_checked(store: SqlStore) -> None:
     for sip_user, password, extension, name in BAD_DEVICES:
         with pytest.raises(Invalid) as err:
             await store.add_device(
-                app.app_id, sip_user, password, realm=REALM, extension=extension,
-                display_name=name,
-            )
+                app.app_id, sip_user, digest_keys(sip_user, REALM, password),
+                extension=extension, display_name=name)
         assert "\n" not in str(err.value)
     assert await store.list_devices() == []
 
 
 async def test_dids(store: SqlStore) -> None:
     a = await store.create_app("a")
-    await store.add_device(a.app_id, "alice", "pw", realm=REALM)
+    await store.add_device(a.app_id, "alice", digest_keys("alice", REALM, "pw"))
     did = await store.add_did(a.app_id, "+84 28 7301 9555", "alice")
     assert (did.number, did.app_id, did.sip_user) == ("02873019555", a.app_id, "alice")
     assert await store.get_did("028-7301-9555") == did
@@ -178,7 +182,7 @@ async def test_dids(store: SqlStore) -> None:
         await store.remove_did("02873019555")
     await store.remove_device("alice")
 
-    await store.add_device(a.app_id, "bob", "pw", realm=REALM)
+    await store.add_device(a.app_id, "bob", digest_keys("bob", REALM, "pw"))
     await store.add_did(a.app_id, "02873019555", "bob")
     await store.update_app(a.app_id, default_did="02873019555")
     assert (await store.update_app(a.app_id, default_did="")).default_did is None
@@ -190,8 +194,9 @@ async def test_trunks(store: SqlStore) -> None:
         a.app_id, "viettel", host="sip.carrier.vn", port=5070, transport="tcp",
         username="u1", password="p1", prefix="84", strip=1,
     )
-    assert (t.name, t.host, t.port, t.transport, t.username, t.password, t.prefix, t.strip) == (
-        "viettel", "sip.carrier.vn", 5070, "tcp", "u1", "p1", "84", 1
+    assert t.password is not None and t.password.reveal() == "p1"
+    assert (t.name, t.host, t.port, t.transport, t.username, t.prefix, t.strip) == (
+        "viettel", "sip.carrier.vn", 5070, "tcp", "u1", "84", 1
     )
     plain = await store.add_trunk(a.app_id, "backup", host="10.0.0.2")
     assert (plain.port, plain.transport, plain.username, plain.password) == (
@@ -226,8 +231,8 @@ async def test_trunk_input_is_checked(store: SqlStore) -> None:
 
 async def test_tenant_isolation(store: SqlStore) -> None:
     a, b = await store.create_app("a"), await store.create_app("b")
-    await store.add_device(a.app_id, "alice", "pw", realm=REALM)
-    await store.add_device(b.app_id, "bob", "pw", realm=REALM)
+    await store.add_device(a.app_id, "alice", digest_keys("alice", REALM, "pw"))
+    await store.add_device(b.app_id, "bob", digest_keys("bob", REALM, "pw"))
     await store.add_did(b.app_id, "02873019555", "bob")
     await store.add_trunk(b.app_id, "carrier", host="10.0.0.1")
 
@@ -237,7 +242,7 @@ async def test_tenant_isolation(store: SqlStore) -> None:
     with pytest.raises(NotFound):
         await store.remove_device("bob", app_id=a.app_id)
     with pytest.raises(NotFound):
-        await store.set_password("bob", "x", realm=REALM, app_id=a.app_id)
+        await store.set_keys("bob", digest_keys("bob", REALM, "x"), app_id=a.app_id)
     with pytest.raises(NotFound):
         await store.remove_did("02873019555", app_id=a.app_id)
     with pytest.raises(NotFound):
@@ -261,7 +266,7 @@ async def test_tenant_isolation(store: SqlStore) -> None:
 async def test_delete_app_takes_everything_it_owns(store: SqlStore) -> None:
     a, b = await store.create_app("a"), await store.create_app("b")
     for app, user, did in ((a, "alice", "02873019555"), (b, "bob", "02873019556")):
-        await store.add_device(app.app_id, user, "pw", realm=REALM)
+        await store.add_device(app.app_id, user, digest_keys(user, REALM, "pw"))
         await store.add_did(app.app_id, did, user)
         await store.add_trunk(app.app_id, "t", host="10.0.0.1")
     await store.update_app(a.app_id, default_did="02873019555")
@@ -271,5 +276,5 @@ async def test_delete_app_takes_everything_it_owns(store: SqlStore) -> None:
     assert [t.app_id for t in await store.list_trunks()] == [b.app_id]
     # The names are free again.
     c = await store.create_app("c")
-    await store.add_device(c.app_id, "alice", "pw", realm=REALM)
+    await store.add_device(c.app_id, "alice", digest_keys("alice", REALM, "pw"))
     await store.add_did(c.app_id, "02873019555", "alice")

@@ -17,8 +17,10 @@ import hmac
 from collections.abc import Callable, Iterable
 
 from tongdai.api.errors import ApiError, unauthorized
-from tongdai.api.throttle import AuthThrottle
-from tongdai.store import AppRec, DeviceRec, Store
+from tongdai.api.ratelimit import AppRateLimit
+from tongdai.store import AppRec, DeviceRec
+from tongdai.store.protocol import Configuration
+from tongdai.throttle import AuthThrottle
 
 MAX_ID_LEN = 128
 MAX_SECRET_LEN = 256
@@ -52,14 +54,16 @@ class Authenticator:
     """Checks app hashes and device passwords; throttles repeated failures per address."""
 
     def __init__(
-        self, *, store: Store, throttle: AuthThrottle, clock: Callable[[], float]
+        self, *, store: Configuration, throttle: AuthThrottle, clock: Callable[[], float],
+        limit: AppRateLimit | None = None,
     ) -> None:
         self.store = store
         self.throttle = throttle
         self.clock = clock
+        self.limit = limit
 
     def check_not_blocked(self, client: str) -> None:
-        wait = self.throttle.retry_after(client, self.clock())
+        wait = self.throttle.retry_after(client, None, self.clock())
         if wait > 0:
             raise ApiError(
                 429, "rate_limited",
@@ -68,7 +72,7 @@ class Authenticator:
             )
 
     def fail(self, client: str, message: str) -> ApiError:
-        self.throttle.failure(client, self.clock())
+        self.throttle.failure(client, None, self.clock())
         return unauthorized(message)
 
     async def app_by_hash(
@@ -81,11 +85,14 @@ class Authenticator:
         """
         self.check_not_blocked(client)
         app = await self.store.get_app(app_id) if len(app_id) <= MAX_ID_LEN else None
-        secret = app.app_secret if app is not None else _DUMMY_SECRET
+        # Decrypted only here, for the one comparison (see store/sealing.py).
+        secret = app.app_secret.reveal() if app is not None else _DUMMY_SECRET
         ok = hash_matches(given_hash, (sha256_hex(p) for p in parts(secret)))
         if app is None or not ok:
             raise self.fail(client, "The app id or hash is wrong; hash is sha256 of the "
                                     "documented concatenation ending with the app secret.")
+        if self.limit is not None:
+            self.limit.take(app.app_id, self.clock())
         return app
 
     async def device_of(

@@ -5,22 +5,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import Request
 
 from tongdai.api.auth import Authenticator
-from tongdai.api.errors import ErrorBody, bad_param
+from tongdai.api.errors import CODES, ErrorBody, bad_param
 from tongdai.media.protocol import RecordingUrls
 from tongdai.pbx.protocol import CallControl
 from tongdai.settings import Settings
-from tongdai.store import Store
+from tongdai.store.presence import Presence
+from tongdai.store.protocol import Configuration, Histories, Tokens
+
+
+class OpenApiStore(Configuration, Histories, Tokens, Presence, Protocol):
+    """What the Open API reads and writes: configuration, call histories, tokens,
+    and the devices' registrations for presence."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApiContext:
     settings: Settings
-    store: Store
+    store: OpenApiStore
+    # Configuration reads on the request path (apps, devices, trunks): in the server,
+    # a cache in front of ``store`` (``pbx.directory.CachedStore``).
+    config: Configuration
     calls: CallControl
     recordings: RecordingUrls
     auth: Authenticator
@@ -47,16 +56,12 @@ def single_params(request: Request, names: tuple[str, ...]) -> dict[str, str | N
     return out
 
 
-def error_docs(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries for the error statuses an endpoint can return."""
-    text = {
-        400: "Bad input; `code` is `invalid_parameter` (the message names the parameter)"
-             " or, for click-to-call, `device_offline`.",
-        401: "`unauthorized`: missing or wrong app id, hash or device password.",
-        404: "`not_found`: no such recording for this app.",
-        413: "`too_large`: the body is over 16 KiB.",
-        414: "`too_large`: the query string is over 4 KiB.",
-        429: "`rate_limited`: too many failed authentications from this address; "
-             "see Retry-After.",
-    }
-    return {s: {"model": ErrorBody, "description": text[s]} for s in statuses}
+def error_docs(*codes: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the error ``codes`` an endpoint can answer
+    with (see ``errors.CODES``), one entry per status listing its codes."""
+    by_status: dict[int, list[str]] = {}
+    for code in codes:
+        for status in CODES[code][0]:
+            by_status.setdefault(status, []).append(f"`{code}`: {CODES[code][1]}")
+    return {status: {"model": ErrorBody, "description": "; ".join(texts) + "."}
+            for status, texts in sorted(by_status.items())}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,10 +23,13 @@ class BodyTooLarge(Exception):
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, *, max_body: int = 16 * 1024, max_query: int = 4 * 1024):
+    def __init__(self, app: ASGIApp, *, max_body: int = 16 * 1024, max_query: int = 4 * 1024,
+                 larger: Mapping[str, int] | None = None):
+        """``larger``: the few paths (exact) allowed a bigger body, with their cap."""
         self.app = app
         self.max_body = max_body
         self.max_query = max_query
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -35,10 +39,11 @@ class Guard:
             await _send_error(send, 414, "too_large",
                               f"The query string is longer than {self.max_query} bytes.")
             return
+        limit = self.larger.get(scope.get("path", ""), self.max_body)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_body:
+        if declared is not None and declared > limit:
             await _send_error(send, 413, "too_large",
-                              f"The request body is larger than {self.max_body} bytes.")
+                              f"The request body is larger than {limit} bytes.")
             return
 
         started = False
@@ -49,7 +54,7 @@ class Guard:
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
-                if seen > self.max_body:
+                if seen > limit:
                     raise BodyTooLarge
             return msg
 
@@ -64,7 +69,7 @@ class Guard:
         except BodyTooLarge:
             if not started:
                 await _send_error(send, 413, "too_large",
-                                  f"The request body is larger than {self.max_body} bytes.")
+                                  f"The request body is larger than {limit} bytes.")
         except Exception:
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if not started:

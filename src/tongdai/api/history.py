@@ -6,9 +6,7 @@ as sent, concatenated in the documented order, followed by the secret.
 
 from __future__ import annotations
 
-import itertools
 import re
-from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -16,19 +14,25 @@ from fastapi.responses import JSONResponse
 
 from tongdai.api.context import ApiContext, client_of, error_docs, single_params
 from tongdai.api.dates import ACCEPTED_FORMS, WindowError, parse_window
+from tongdai.api.docs import required
 from tongdai.api.errors import bad_param, not_found, unauthorized
+from tongdai.api.history_query import (
+    DEFAULT_LIMIT,
+    EXTRA_PARAMS,
+    decode_cursor,
+    encode_cursor,
+    history_hash_inputs,
+    parse_filters,
+    present,
+)
 from tongdai.api.schemas import Histories, RecordingLink
+from tongdai.store import CdrPosition
 
-DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 MAX_PAGE = 1_000_000
-_MEDIA = re.compile(r"call_recording_[a-z0-9]{1,100}\.mp3")
-# "2026-11-01T08:00:00+07:00" sent without URL-encoding arrives with a space for "+".
-_SPACED_OFFSET = re.compile(
-    r"(.*\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})", re.ASCII
-)
-
-HISTORY_PARAMS = ("appId", "created_from", "created_to", "limit", "page", "hash")
+_MEDIA = re.compile(r"(?:call_recording|voicemail)_[a-z0-9]{1,100}\.mp3")  # calls, voicemails
+HISTORY_PARAMS = ("appId", "created_from", "created_to", "limit", "page", "hash",
+                  *EXTRA_PARAMS)
 RECORDING_PARAMS = ("appId", "media", "hash")
 
 
@@ -41,29 +45,6 @@ def _number(name: str, raw: str | None, default: int, hi: int) -> int:
     if not 1 <= n <= hi:
         raise bad_param(f"{name} must be a whole number between 1 and {hi}.")
     return n
-
-
-def _as_sent(value: str) -> list[str]:
-    """The strings the client may have hashed for a date value."""
-    m = _SPACED_OFFSET.fullmatch(value)
-    return [value, f"{m[1]}+{m[2]}"] if m else [value]
-
-
-def history_hash_inputs(
-    app_id: str, created_from: str, created_to: str, limit: str | None, page: str | None,
-    secret: str,
-) -> Iterator[str]:
-    """Every plaintext whose sha256 is an acceptable ``hash`` for these parameters.
-
-    Omitted (or empty) ``limit`` / ``page`` may have been hashed as "" or as the
-    default ("20", "1"); integrators do both.
-    """
-    limits = [limit] if limit else ["", str(DEFAULT_LIMIT)]
-    pages = [page] if page else ["", "1"]
-    for f, t, lim, pg in itertools.product(
-        _as_sent(created_from), _as_sent(created_to), limits, pages
-    ):
-        yield app_id + f + t + lim + pg + secret
 
 
 def history_router(ctx: ApiContext) -> APIRouter:
@@ -83,9 +64,24 @@ def history_router(ctx: ApiContext) -> APIRouter:
             "of a bare-date created_to). `hash` = sha256(appId + "
             "created_from + created_to + limit + page + appSecret) over the values exactly "
             "as sent; when limit or page is omitted, hash it as an empty string or as its "
-            "default (20, 1). The hash is accepted in any letter case."
+            "default (20, 1). The hash is accepted in any letter case, and also in the "
+            "order created_from + created_to + limit + page + appId + appSecret.\n\n"
+            "Optional filters (tongdai's, beyond the seed): `phone`, `status_detail`, "
+            "`direction`, `device`, `did`, `external_id`; and `after` for cursor "
+            "paging. Each one sent joins the hash after page (after appId in the "
+            "second order), in the order "
+            f"{' + '.join(EXTRA_PARAMS)}, before appSecret: e.g. sha256(appId + "
+            "created_from + created_to + limit + page + phone + direction + appSecret). "
+            "A request with only the seed's parameters is signed and answered exactly "
+            "as without them. With `after` (empty to begin) the response adds `next`, "
+            "the `after` of the following page (null at the end): a walk that neither "
+            "repeats nor skips a call however deep it goes, even while calls arrive.\n\n"
+            "Each record has the seed's ten fields, in the seed's order, then `call_id` "
+            "and, for a click-to-call given them, `external_id` and `metadata`."
         ),
-        responses=error_docs(400, 401, 414, 429),
+        responses=error_docs("invalid_parameter", "unauthorized", "too_large", "rate_limited",
+                             "app_rate_limited"),
+        openapi_extra=required("appId", "created_from", "created_to", "hash"),
     )
     async def histories(
         request: Request,
@@ -98,7 +94,26 @@ def history_router(ctx: ApiContext) -> APIRouter:
             None, description="Calls per page, 1 to 100; default 20.", examples=["20"]),
         page: str | None = Query(None, description="Page, from 1; default 1.", examples=["1"]),
         hash: str | None = Query(
-            None, description="sha256(appId+created_from+created_to+limit+page+appSecret)."),
+            None, description="sha256(appId+created_from+created_to+limit+page+"
+                              "[filters, after]+appSecret)."),
+        phone: str | None = Query(
+            None, description="Calls from or to this number, in any form it is written "
+                              "(01693608879 also finds 0393608879 and +84393608879).",
+            examples=["0393608879"]),
+        status_detail: str | None = Query(
+            None, description="SUCCESS, BUSY, CANCELLED, IVR or ERROR.", examples=["BUSY"]),
+        direction: str | None = Query(
+            None, description="from_ab (outgoing) or to_ab (incoming).", examples=["to_ab"]),
+        device: str | None = Query(
+            None, description="Calls a device (sipUser) of the app took part in.",
+            examples=["thutran"]),
+        did: str | None = Query(
+            None, description="Calls to this DID.", examples=["02873019555"]),
+        external_id: str | None = Query(
+            None, description="The click-to-call given this external_id.",
+            examples=["crm-ticket-1042"]),
+        after: str | None = Query(
+            None, description="Cursor: `next` of the previous response; empty to begin."),
     ) -> Any:
         ctx.auth.check_not_blocked(client_of(request))
         p = single_params(request, HISTORY_PARAMS)
@@ -114,17 +129,32 @@ def history_router(ctx: ApiContext) -> APIRouter:
             window = parse_window(c_from, c_to, ctx.tz)
         except WindowError as exc:
             raise bad_param(str(exc)) from None
+        filters = parse_filters(p)
+        walking = p["after"] is not None
+        position = decode_cursor(p["after"]) if p["after"] else None
+        if walking and pg != 1:
+            raise bad_param("page cannot be combined with after; follow next instead.")
+        extras = present(p, EXTRA_PARAMS)
         app = await ctx.auth.app_by_hash(
             client_of(request), app_id, given,
-            lambda s: history_hash_inputs(app_id, c_from, c_to, p["limit"], p["page"], s),
+            lambda s: history_hash_inputs(app_id, c_from, c_to, p["limit"], p["page"], s,
+                                          extras),
         )
-        total, rows = await ctx.store.list_cdrs(
-            app.app_id, window.start, window.end, limit=lim, offset=(pg - 1) * lim
-        )
+        q = filters.query(app.app_id, window.start, window.end)
+        if q.filtered or walking:
+            total, rows = await ctx.store.search_cdrs(
+                q, limit=lim, offset=(pg - 1) * lim, after=position)
+        else:  # the seed's request, answered as it always was
+            total, rows = await ctx.store.list_cdrs(
+                app.app_id, window.start, window.end, limit=lim, offset=(pg - 1) * lim)
         # Returned as is, not re-validated through the model: the records are exactly
         # Cdr.to_api() (absent keys stay absent), and 100 records serialise faster.
-        return JSONResponse(
-            {"data": [c.to_api() for c in rows], "total": total, "page": pg, "limit": lim})
+        body: dict[str, Any] = {
+            "data": [c.to_api() for c in rows], "total": total, "page": pg, "limit": lim}
+        if walking:
+            body["next"] = (encode_cursor(CdrPosition.of(rows[-1]))
+                            if len(rows) == lim else None)
+        return JSONResponse(body)
 
     @router.get(
         "/oapi/v1/call/play_recording",
@@ -135,7 +165,9 @@ def history_router(ctx: ApiContext) -> APIRouter:
             "sha256(appId + media + appSecret). The URL expires after "
             f"{ctx.settings.recording_url_ttl} s (TONGDAI_RECORDING_URL_TTL)."
         ),
-        responses=error_docs(400, 401, 404, 414, 429),
+        responses=error_docs("invalid_parameter", "unauthorized", "not_found", "too_large",
+                             "rate_limited", "app_rate_limited"),
+        openapi_extra=required("appId", "media", "hash"),
     )
     async def play_recording(
         request: Request,

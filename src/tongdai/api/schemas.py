@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,6 +12,24 @@ class Credentials(BaseModel):
 
     sipUser: str = Field(description="The device (SIP account) name.", examples=["thutran"])
     sipPassword: str = Field(description="The device's SIP password.", examples=["s3cret"])
+
+
+class ClickToCallBody(Credentials):
+    """The device that acts, and optionally the integrator's correlation for the call."""
+
+    external_id: str | None = Field(
+        None, max_length=128,
+        description="Your own id for this call (1 to 128 characters, no control "
+                    "characters), returned in every event of the call (device and app "
+                    "websockets, webhooks) and in its history record and export; "
+                    "histories can be searched by it. 400 `invalid_external_id` otherwise.",
+        examples=["crm-ticket-1042"])
+    metadata: dict[str, Any] | None = Field(
+        None,
+        description="A small JSON object (at most 1024 bytes as compact JSON) returned "
+                    "with external_id in every event of the call and in its history "
+                    "record. In a form body, JSON text. 400 `invalid_metadata` otherwise.",
+        examples=[{"ticket": "T-1042", "campaign": "renewals"}])
 
 
 class AuthToken(BaseModel):
@@ -38,7 +56,9 @@ class Party(BaseModel):
 
 
 class CallRecord(BaseModel):
-    """One call, exactly as the seed API describes it (field names and order)."""
+    """One call: the seed's ten fields exactly as the seed API describes them (names and
+    order), then tongdai's ``call_id`` (always) and ``external_id`` and ``metadata``
+    (only when the call has them)."""
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -69,6 +89,13 @@ class CallRecord(BaseModel):
         description="Recording file name for play_recording; empty when not recorded.",
         examples=["call_recording_dl5m5j5hfh4n8njj1oor.mp3"],
     )
+    # tongdai's, after the seed's ten.
+    call_id: str = Field(description="The call's id, as click-to-call returned it and "
+                                     "as its events carry it.")
+    external_id: str | None = Field(
+        None, description="Only for a click-to-call given one: its external_id.")
+    metadata: dict[str, Any] | None = Field(
+        None, description="Only for a click-to-call given one: its metadata object.")
 
 
 class Histories(BaseModel):
@@ -76,8 +103,40 @@ class Histories(BaseModel):
     total: int = Field(description="How many calls the whole window holds.")
     page: int = Field(description="The page returned (1-based).")
     limit: int = Field(description="The page size used.")
+    next: str | None = Field(
+        None, description="Only when the request has `after`: the `after` of the next "
+                          "page, null when this page is the last.")
 
 
 class RecordingLink(BaseModel):
     url: str = Field(description="A signed URL of the MP3; anyone holding it can download it.")
     expire: int = Field(description="When the URL stops working, unix seconds.")
+
+
+class LiveCall(BaseModel):
+    call_id: str
+    state: Literal["ringing", "talking"]
+    since: int = Field(description="In this state since, unix seconds.")
+
+
+class DevicePresence(BaseModel):
+    sip_user: str = Field(examples=["thutran"])
+    display_name: str
+    extension: str | None = Field(examples=["101"])
+    online: bool = Field(description="The device has a live registration.")
+    bindings: int = Field(description="How many live registrations (contacts) it has.")
+    registered_until: int | None = Field(
+        description="When its freshest registration expires unless renewed, unix seconds.")
+    transport: str | None = Field(description="udp or tcp, of the freshest registration.")
+    user_agent: str | None = Field(description="User-Agent of the freshest registration.")
+    online_since: int | None = Field(
+        description="When it last came online, if this server saw it; else null.")
+    offline_since: int | None = Field(
+        description="When it last went offline, if this server saw it; else null.")
+    in_call: bool
+    call_state: Literal["idle", "ringing", "talking"]
+    calls: list[LiveCall] = Field(description="Its live calls, oldest first.")
+
+
+class DeviceList(BaseModel):
+    data: list[DevicePresence] = Field(description="The app's devices, by sip_user.")

@@ -12,14 +12,15 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from tongdai.api.auth import sha256_hex
 from tongdai.api.hub import EventHub, Mailbox
-from tongdai.api.throttle import AuthThrottle
-from tongdai.store import Store
+from tongdai.store.protocol import Configuration, Tokens
+from tongdai.throttle import AuthThrottle
 
 log = logging.getLogger("tongdai.api.ws")
 
@@ -53,10 +54,11 @@ class VoiceSocket:
     """Serves one websocket connection at a time per call; holds no per-client state."""
 
     def __init__(
-        self, *, store: Store, hub: EventHub, throttle: AuthThrottle,
+        self, *, store: Tokens, config: Configuration, hub: EventHub, throttle: AuthThrottle,
         clock: Callable[[], float], ping_interval: float,
     ) -> None:
         self.store = store
+        self.config = config
         self.hub = hub
         self.throttle = throttle
         self.clock = clock
@@ -77,14 +79,14 @@ class VoiceSocket:
             await _close(websocket, BAD_REQUEST)
             return
         client = websocket.client.host if websocket.client else "unknown"
-        if self.throttle.retry_after(client, self.clock()) > 0:
+        if self.throttle.retry_after(client, None, self.clock()) > 0:
             await _close(websocket, RATE_LIMITED)
             return
         token_hash = sha256_hex(token) if len(token) <= MAX_TOKEN_LEN else ""
         tok = await self.store.get_token(token_hash) if token_hash else None
-        dev = await self.store.get_device(tok.sip_user) if tok is not None else None
+        dev = await self.config.get_device(tok.sip_user) if tok is not None else None
         if tok is None or tok.revoked or dev is None or dev.app_id != tok.app_id:
-            self.throttle.failure(client, self.clock())
+            self.throttle.failure(client, None, self.clock())
             await _close(websocket, INVALID_TOKEN)
             return
         if tok.expires_at <= self.clock():
@@ -119,29 +121,9 @@ class VoiceSocket:
         expires_at: float,
     ) -> int | None:
         """Pump messages until a close is due (its code) or the client left (None)."""
-        reader = asyncio.create_task(_drain(websocket))
-        writer = asyncio.create_task(
-            self._write(websocket, mailbox, first, token_hash, expires_at))
-        # Watched apart from the writer, which may be stuck sending to a client that
-        # stopped reading: that is exactly when the mailbox overflows.
-        finished = asyncio.create_task(mailbox.finished())
-        tasks = (reader, writer, finished)
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in tasks:
-                t.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-        for r in results:
-            if isinstance(r, Exception) and not isinstance(r, _GONE):
-                log.error("websocket task failed", exc_info=r)
-        if isinstance(results[1], int):
-            return results[1]
-        if mailbox.overflowed:
-            return TOO_SLOW
-        if mailbox.closed:
-            return GOING_AWAY
-        return None
+        return await _pump(
+            websocket, mailbox, self._write(websocket, mailbox, first, token_hash, expires_at),
+            log, "websocket task failed")
 
     async def _write(
         self, websocket: WebSocket, mailbox: Mailbox, first: list[str], token_hash: str,
@@ -178,6 +160,36 @@ class VoiceSocket:
             log.warning("could not re-check a websocket token", exc_info=True)
             return False
         return tok is None or tok.revoked
+
+
+async def _pump(
+    websocket: WebSocket, mailbox: Mailbox, write: Coroutine[Any, Any, int],
+    logger: logging.Logger, failed: str,
+) -> int | None:
+    """Run ``write`` (which returns the close code it ends with) while reading the
+    client, until a close is due (its code) or the client left (None)."""
+    reader = asyncio.create_task(_drain(websocket))
+    writer = asyncio.create_task(write)
+    # Watched apart from the writer, which may be stuck sending to a client that
+    # stopped reading: that is exactly when the mailbox overflows.
+    finished = asyncio.create_task(mailbox.finished())
+    tasks = (reader, writer, finished)
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for r in results:
+        if isinstance(r, Exception) and not isinstance(r, _GONE):
+            logger.error(failed, exc_info=r)
+    if isinstance(results[1], int):
+        return results[1]
+    if mailbox.overflowed:
+        return TOO_SLOW
+    if mailbox.closed:
+        return GOING_AWAY
+    return None
 
 
 async def _drain(websocket: WebSocket) -> None:

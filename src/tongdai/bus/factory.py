@@ -5,12 +5,13 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tongdai.bus.memory import InProcessBus
+from tongdai.bus.protocol import EventBus
 from tongdai.bus.redis import RedisBus
 
 DEFAULT_PREFIX = "tongdai"
 
 
-def open_bus(url: str) -> InProcessBus | RedisBus:
+def open_bus(url: str) -> EventBus:
     """The bus named by ``url``, not yet started (``await bus.start()``).
 
     ``""`` or ``memory://``: the embedded in-process bus. ``redis://`` or

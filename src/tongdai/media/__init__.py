@@ -2,11 +2,14 @@
 
 ``MediaEngine``/``MediaSession`` are the seam the call layer uses; ``RelayEngine`` is
 the built-in engine (asyncio RTP/RTCP relay; MP3 recording in encoder processes).
+``LegMedia`` is tongdai as a media endpoint on one leg (prompts from a
+``PromptLibrary``, music on hold, DTMF, voicemail recording).
 ``RecordingSigner`` makes and checks signed recording URLs; ``recording_routes``
 serves them.
 """
 
-from tongdai.media.engine import Leg, MediaEngine, MediaSession, MediaUnavailable
+from tongdai.media.engine import Leg, LegMedia, MediaEngine, MediaSession, MediaUnavailable
+from tongdai.media.prompts import Prompt, PromptLibrary
 from tongdai.media.protocol import RecordingUrls
 from tongdai.media.relay import RelayEngine, RelaySession
 from tongdai.media.serve import recording_routes
@@ -14,9 +17,12 @@ from tongdai.media.urls import RecordingSigner, load_or_create_secret
 
 __all__ = [
     "Leg",
+    "LegMedia",
     "MediaEngine",
     "MediaSession",
     "MediaUnavailable",
+    "Prompt",
+    "PromptLibrary",
     "RecordingSigner",
     "RecordingUrls",
     "RelayEngine",

@@ -22,7 +22,8 @@ nice 19 that fell to a few percent. When the CPU is saturated the encoder falls
 behind first: the relay then holds packets back, and past a bound drops recorded
 audio with a warning, never call audio. The process ignores SIGINT and SIGTERM
 and exits when its stdin closes, so a shutdown signalled to the whole process
-group still lets the parent finish the recordings in progress.
+group still lets the parent finish the recordings in progress; when the parent
+dies, the audio written so far stays in the partial files.
 """
 
 from __future__ import annotations
@@ -117,9 +118,11 @@ class Encoder:
                 log.warning("could not remove the partial recording %s", rec.mp3.tmp_path)
 
     def abandon(self) -> None:
-        """Drop every unfinished recording (the parent went away)."""
+        """The parent went away (it died, or it had finished every recording): stop,
+        leaving unfinished recordings' partial files for the next start, which
+        finishes those its calls refer to and removes the rest (``pbx/recovery.py``)."""
         for rec in self._recordings.values():
-            rec.mp3.discard()
+            rec.mp3.abandon()
         self._recordings.clear()
 
 

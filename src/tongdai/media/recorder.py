@@ -39,13 +39,16 @@ _ALPHABET = string.ascii_lowercase + string.digits
 _BACKLOG = 8 << 20
 # A stuck disk must not keep a call (and its CDR) from ending.
 _FINISH_TIMEOUT = 120
+# Seconds an encoder process has to finish its files once told to stop, then it is killed.
+_STOP_TIMEOUT = 10.0
 
 Batch = tuple[Sequence[bytes], Sequence[float], Sequence[bytes], Sequence[float]]
 
 
-def new_recording_name() -> str:
-    """``call_recording_<20 random lowercase letters and digits>.mp3`` (103 bits)."""
-    return "call_recording_" + "".join(secrets.choice(_ALPHABET) for _ in range(20)) + ".mp3"
+def new_recording_name(prefix: str = "call_recording_") -> str:
+    """``call_recording_<20 random lowercase letters and digits>.mp3`` (103 bits), or
+    with another ``prefix`` (``voicemail_``)."""
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(20)) + ".mp3"
 
 
 class _Worker:
@@ -116,7 +119,7 @@ class _Worker:
             with contextlib.suppress(ConnectionError):
                 await proc.stdin.wait_closed()
         try:
-            await asyncio.wait_for(proc.wait(), 10)
+            await asyncio.wait_for(proc.wait(), _STOP_TIMEOUT)
         except TimeoutError:
             proc.kill()
             await proc.wait()
@@ -148,11 +151,14 @@ class RecorderPool:
         for w in self._workers:
             await w.ensure()
 
-    def open(self, *, directory: Path, start: float, call_id: str = "") -> CallRecorder:
-        """A new recording of one call, from ``start`` (monotonic seconds)."""
+    def open(self, *, directory: Path, start: float, call_id: str = "",
+             name: str | None = None) -> CallRecorder:
+        """A new recording of one call, from ``start`` (monotonic seconds), to the file
+        ``name`` in ``directory`` (default: a new ``call_recording_...`` name)."""
         rid = next(self._ids)
         worker = self._workers[rid % len(self._workers)]
-        rec = CallRecorder(rid=rid, worker=worker, name=new_recording_name(), call_id=call_id)
+        rec = CallRecorder(rid=rid, worker=worker, name=name or new_recording_name(),
+                           call_id=call_id)
         message = ("open", rid, str(directory / rec.name), start, self.bitrate, call_id)
         if not worker.send(message):
             rec.broken = True

@@ -4,6 +4,8 @@ Each call gets two legs; each leg an even RTP port and the RTCP port above it, e
 port its own ``DatagramProtocol``. A packet arriving on leg a's port is sent, bytes
 untouched, out of leg b's port to leg b's device, and vice versa; RTCP likewise on
 the RTCP ports (and RTCP multiplexed on the RTP port, RFC 5761, just rides along).
+A plain leg outlives its call: it is parked, still bound, for a later call
+(``idle_legs``), so a call costs no socket to open or close.
 
 Symmetric RTP (RFC 4961) and latching: a leg's packets go to the address that leg's
 packets come from, so devices behind NAT get their audio; until the first packet
@@ -15,23 +17,37 @@ current SSRC cannot steal the stream. Packets are forwarded whatever their sourc
 The per-packet path is a tuple comparison, a ``sendto`` and, when recording, two
 appends; nothing is parsed, and nothing is allocated but the datagram and its
 arrival time.
+
+A leg can be taken out of the relay (``leg_media``): its RTP then goes to a
+``RelayLegMedia`` (``tongdai.media.endpoint``: prompts, music, DTMF, voicemail)
+instead of to the other leg, and the other leg's packets go nowhere, until
+``bridge`` relays the two legs again. The bridged path pays one more ``is None``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import re
+import resource
 import socket
 import time
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from tongdai.clock import Clock
+from tongdai.media.endpoint import RelayLegMedia, Ticker
 from tongdai.media.engine import Leg, MediaEngine, MediaSession, MediaUnavailable
+from tongdai.media.idle_legs import IdleLegs
 from tongdai.media.ports import PortPool
 from tongdai.media.recorder import Batch, CallRecorder, RecorderPool
+from tongdai.media.webrtc.identity import DtlsIdentity
+from tongdai.media.webrtc.leg import WebRtcLeg
+from tongdai.media.webrtc.params import IceDtls, Setup
 from tongdai.rtp.packet import is_rtcp
 
 __all__ = ["RelayEngine", "RelaySession"]
@@ -42,6 +58,20 @@ _monotonic = time.monotonic
 _APP_ID = re.compile(r"[A-Za-z0-9_-]+")
 # Recording buffers per call if the recorder falls behind: 30 s of both directions.
 _MAX_BUFFERED = 3000
+# A leg of an ended call waits this long (seconds) before another call has it: the
+# last packets of the ended call are over by then (see ``idle_legs``).
+LEG_QUARANTINE = 2.0
+# Legs kept open for later calls, at most (two sockets each), and at most a sixteenth
+# of the file descriptors the process may open (an eighth of them as sockets): the
+# TCP listener counts on half of them (``transport.tcp``).
+IDLE_LEGS = 2000
+
+
+def idle_legs_cap() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return IDLE_LEGS
+    return min(IDLE_LEGS, soft // 16)
 
 Addr = tuple[str, int]
 
@@ -70,6 +100,11 @@ class _Port(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         log.debug("RTP socket error (ignored): %s", exc)
 
+    def send(self, data: bytes, dest: Addr) -> None:
+        """Send our own packet (tongdai's audio) to this leg's device."""
+        if not self.transport.is_closing():
+            self.transport.sendto(data, dest)
+
     def datagram_received(self, data: bytes, addr: Addr) -> None:
         if addr != self.source:
             self._new_source(data, addr)
@@ -88,46 +123,83 @@ class _Port(asyncio.DatagramProtocol):
         if self.source is None or ssrc != self.source_ssrc:
             self.source, self.source_ssrc, self.dest = addr, ssrc, addr
 
+    def reset(self, nowhere: _Port) -> None:
+        """Forget the device and forward to ``nowhere`` (a port with no destination):
+        a leg parked for another call."""
+        self.peer, self.dest, self.sdp, self.source, self.source_ssrc = (
+            nowhere, None, None, None, b"")
+
     def set_sdp(self, addr: Addr | None) -> None:
         if addr != self.sdp:
             # A new SDP address (re-INVITE) may mean a new device: latch afresh.
             self.sdp, self.source, self.source_ssrc, self.dest = addr, None, b"", addr
 
+    def set_ice(self, addr: Addr) -> None:
+        """A WebRTC leg's browser nominated ``addr`` (ICE): its media goes there."""
+        self.dest = addr
+
 
 class _RtpPort(_Port):
-    __slots__ = ("arrivals", "last", "packets")
+    __slots__ = ("arrivals", "last", "packets", "relayed", "sink")
 
     def __init__(self) -> None:
         super().__init__()
         self.last = 0.0
+        self.relayed = 0  # RTP packets sent on to the other leg (metrics)
         self.packets: list[bytes] | None = None  # set while recording
         self.arrivals: array[float] = array("d")
+        # Set while the leg is out of the relay: who takes its packets instead.
+        self.sink: Callable[[bytes, float], None] | None = None
 
     def datagram_received(self, data: bytes, addr: Addr) -> None:
         now = _monotonic()
         self.last = now
         if addr != self.source:
             self._new_source(data, addr)
+        sink = self.sink
+        if sink is not None:
+            sink(data, now)
+            return
         peer = self.peer
         dest = peer.dest
         if dest is not None:
             peer.transport.sendto(data, dest)
+            self.relayed += 1
         packets = self.packets
         if packets is not None:
             packets.append(data)
             self.arrivals.append(now)
 
+    def reset(self, nowhere: _Port) -> None:
+        super().reset(nowhere)
+        self.last, self.relayed, self.sink = 0.0, 0, None
+        self.packets, self.arrivals = None, array("d")
+
     def take(self) -> tuple[list[bytes], array[float]]:
-        packets, arrivals = self.packets or [], self.arrivals
+        packets, arrivals = self.packets, self.arrivals
+        if packets is None:  # not recording, or recording paused: stays so
+            return [], array("d")
         self.packets, self.arrivals = [], array("d")
         return packets, arrivals
 
 
 class _Leg:
-    __slots__ = ("port", "rtcp", "rtp")
+    __slots__ = ("port", "rtcp", "rtp", "webrtc")
 
     def __init__(self, port: int, rtp: _RtpPort, rtcp: _Port) -> None:
         self.port, self.rtp, self.rtcp = port, rtp, rtcp
+        self.webrtc: WebRtcLeg | None = None  # ICE-lite + DTLS-SRTP in front of rtp
+
+    @property
+    def reusable(self) -> bool:
+        """Whether another call may have this leg: plain RTP (a WebRTC leg's socket is
+        its DTLS endpoint's), its sockets open."""
+        return self.webrtc is None and not (
+            self.rtp.transport.is_closing() or self.rtcp.transport.is_closing())
+
+    def reset(self, nowhere: _Port) -> None:
+        self.rtp.reset(nowhere)
+        self.rtcp.reset(nowhere)
 
     async def close(self) -> None:
         for p in (self.rtp, self.rtcp):
@@ -151,6 +223,9 @@ class RelaySession:
         self._timer: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[str] | None = None
         self._dropped = 0
+        self._media: dict[str, RelayLegMedia] = {}
+        self._muted: _Port | None = None  # the peer of a leg whose packets go nowhere
+        self._paused = False
 
     @property
     def last_activity(self) -> float:
@@ -161,6 +236,15 @@ class RelaySession:
         return max(self._created, self._legs[leg].rtp.last)
 
     @property
+    def packets_relayed(self) -> int:
+        """RTP packets relayed between the legs, both ways."""
+        return self._legs["a"].rtp.relayed + self._legs["b"].rtp.relayed
+
+    @property
+    def legs(self) -> tuple[_Leg, _Leg]:
+        return self._legs["a"], self._legs["b"]
+
+    @property
     def ports(self) -> tuple[int, int]:
         """The RTP ports of legs a and b."""
         return self._legs["a"].port, self._legs["b"].port
@@ -169,11 +253,79 @@ class RelaySession:
         return self._engine.advertise, self._legs[leg].port
 
     def set_remote(self, leg: Leg, host: str, port: int) -> None:
+        if self._closing is not None:
+            return  # its legs may be another call's by now (``idle_legs``)
         addr = self._engine.check_remote(host, port, call_id=self.call_id, leg=leg)
+        webrtc = self._legs[leg].webrtc
+        if webrtc is not None and not webrtc.plain:
+            # ICE says where a browser's media goes; RTCP rides on the RTP port.
+            if webrtc.address is None:
+                self._legs[leg].rtp.set_sdp(addr)
+            return
         self._legs[leg].rtp.set_sdp(addr)
         # RFC 3605 a=rtcp could say otherwise; the call layer passes RTP only, and
         # port + 1 is the RFC 3550 §11 default. Latching fixes it up when it is wrong.
         self._legs[leg].rtcp.set_sdp((addr[0], addr[1] + 1) if addr else None)
+
+    def leg_media(self, leg: Leg, codec: str) -> RelayLegMedia:
+        if self._closing is not None:
+            raise RuntimeError(f"call {self.call_id}: its media is closed")
+        media = self._media.get(leg)
+        if media is None:
+            engine = self._engine
+            media = self._media[leg] = RelayLegMedia(
+                port=self._legs[leg].rtp, codec=codec, ticker=engine.ticker,
+                recorders=engine.recorders, recordings_dir=engine.recordings_dir,
+                call_id=self.call_id)
+        elif not media.attached:
+            media.attach(codec)
+        else:
+            media.set_codec(codec)
+        this, other = self._legs[leg], self._legs["b" if leg == "a" else "a"]
+        this.rtp.sink = media.received
+        if self._muted is None:
+            self._muted = _Port()
+        # Neither leg hears the other now: RTP and RTCP both ways go nowhere.
+        other.rtp.peer = other.rtcp.peer = this.rtcp.peer = self._muted
+        return media
+
+    def bridge(self) -> None:
+        if self._closing is not None:
+            return
+        for media in self._media.values():
+            media.detach()
+        a, b = self._legs["a"], self._legs["b"]
+        a.rtp.sink = b.rtp.sink = None
+        a.rtp.peer, b.rtp.peer, a.rtcp.peer, b.rtcp.peer = b.rtp, a.rtp, b.rtcp, a.rtcp
+
+    def webrtc_local(self, leg: Leg, setup: Setup) -> IceDtls:
+        """Make ``leg`` a WebRTC leg (ICE-lite, DTLS-SRTP, rtcp-mux on its RTP port;
+        idempotent) and return what our SDP for it says."""
+        return self._webrtc(leg).local(setup)
+
+    def webrtc_remote(self, leg: Leg, remote: IceDtls) -> None:
+        """The browser's ICE credentials, fingerprint and DTLS role for ``leg``."""
+        self._webrtc(leg).set_remote(remote)
+
+    def webrtc_connected(self, leg: Leg) -> bool:
+        """Whether ``leg`` is a WebRTC leg whose DTLS-SRTP is up."""
+        webrtc = self._legs[leg].webrtc
+        return webrtc is not None and webrtc.connected
+
+    def _webrtc(self, leg: Leg) -> WebRtcLeg:
+        if self._closing is not None:
+            raise RuntimeError(f"call {self.call_id}: its media is closed")
+        legs = self._legs[leg]
+        if legs.webrtc is None:
+            legs.webrtc = WebRtcLeg(inner=legs.rtp, transport=legs.rtp.transport,
+                                    identity=self._engine.identity)
+            legs.rtcp.set_sdp(None)  # rtcp-mux: nothing goes to the RTCP port
+        return legs.webrtc
+
+    @property
+    def recording(self) -> str:
+        recorder = self._recorder
+        return recorder.name if recorder is not None and not recorder.broken else ""
 
     def start_recording(self) -> None:
         if not self.record or self._recorder is not None or self._closing is not None:
@@ -182,12 +334,38 @@ class RelaySession:
         self._recorder = engine.recorders.open(
             directory=engine.recordings_dir / self.app_id, start=_monotonic(),
             call_id=self.call_id)
-        for leg in self._legs.values():
-            leg.rtp.packets, leg.rtp.arrivals = [], array("d")
+        if not self._paused:
+            self._collect(True)
         loop = asyncio.get_running_loop()
         # Spread the steps of calls answered together over the interval.
         first = engine.flush_interval * (0.5 + (hash(self.call_id) % 1000) / 1000)
         self._timer = loop.call_later(first, self._flush)
+
+    def pause_recording(self) -> None:
+        # What arrived before the pause goes to the encoder now; what arrives while
+        # paused is never kept, so the MP3 holds silence for that time.
+        if self._paused:
+            return
+        self._paused = True
+        recorder = self._recorder
+        if recorder is not None and self._closing is None:
+            recorder.submit(self._batch(), _monotonic())
+            self._collect(False)
+
+    def resume_recording(self) -> None:
+        if not self._paused:
+            return
+        self._paused = False
+        if self._recorder is not None and self._closing is None:
+            self._collect(True)
+
+    @property
+    def recording_paused(self) -> bool:
+        return self._paused
+
+    def _collect(self, on: bool) -> None:
+        for leg in self._legs.values():
+            leg.rtp.packets, leg.rtp.arrivals = ([] if on else None), array("d")
 
     def _batch(self) -> Batch:
         a, a_times = self._legs["a"].rtp.take()
@@ -219,17 +397,17 @@ class RelaySession:
 
     async def _close(self) -> str:
         end = _monotonic()
+        for media in self._media.values():
+            media.detach()
         if self._timer is not None:
             self._timer.cancel()
-        try:
-            await asyncio.gather(*(leg.close() for leg in self._legs.values()))
-        finally:
-            self._engine.release(self)
         recorder = self._recorder
-        if recorder is None:
+        # Taken as the legs stop relaying: every packet that made it in is recorded.
+        batch = self._batch() if recorder is not None else None
+        await self._engine.release(self)
+        if recorder is None or batch is None:
             return ""
-        # Taken after the sockets closed: every packet that made it in is recorded.
-        return await recorder.finish(self._batch(), end)
+        return await recorder.finish(batch, end)
 
 
 class RelayEngine:
@@ -254,16 +432,37 @@ class RelayEngine:
         self.recorders = RecorderPool(processes=encoder_processes, bitrate=mp3_bitrate)
         self._family = socket.AF_INET
         self._pool = PortPool(*port_range)
+        self._nowhere: _Port = cast(_Port, None)  # set by ``start``
+        self._idle: IdleLegs[_Leg] = IdleLegs(quarantine=LEG_QUARANTINE,
+                                              capacity=idle_legs_cap())
         self._sessions: set[RelaySession] = set()
+        self.ticker = Ticker()  # paces the audio tongdai itself plays, on every call
+        self._relayed = 0  # by the sessions closed so far
         self._started = False
+        self._identity: DtlsIdentity | None = None
+        # The clock of ``last_activity``/``leg_activity``: a watchdog measures silence
+        # with it, never with another one (the event loop's may differ, e.g. uvloop's).
+        self.clock: Clock = _monotonic
 
     @property
     def sessions(self) -> int:
         return len(self._sessions)
 
     @property
+    def packets_relayed(self) -> int:
+        """RTP packets relayed since start, by every session (read at scrape time)."""
+        return self._relayed + sum(s.packets_relayed for s in self._sessions)
+
+    @property
+    def identity(self) -> DtlsIdentity:
+        """The DTLS certificate of WebRTC legs (made with the first one)."""
+        if self._identity is None:
+            self._identity = DtlsIdentity()
+        return self._identity
+
+    @property
     def free_port_pairs(self) -> int:
-        return self._pool.free
+        return self._pool.free + len(self._idle)
 
     @property
     def advertise(self) -> str:
@@ -280,11 +479,14 @@ class RelayEngine:
             ip = ipaddress.ip_address(infos[0][4][0])
         self._bind_ip = str(ip)
         self._family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        self._nowhere = _Port()  # where parked legs forward: nowhere
         self._started = True
 
     async def stop(self) -> None:
         """Close every session (finishing their recordings), then the encoders."""
         await asyncio.gather(*(s.close() for s in list(self._sessions)))
+        await self._close_legs(self._idle.drain())
+        self.ticker.close()
         await self.recorders.stop()
         self._started = False
 
@@ -307,9 +509,7 @@ class RelayEngine:
                     raise MediaUnavailable(f"no free RTP ports in {lo}-{hi}")
                 legs.append(leg)
         except BaseException:
-            for leg in legs:
-                await leg.close()
-                self._pool.give_back(leg.port)
+            await self._close_legs(legs)
             raise
         session = RelaySession(engine=self, call_id=call_id, app_id=app_id, record=record,
                                a=legs[0], b=legs[1])
@@ -317,6 +517,16 @@ class RelayEngine:
         return session
 
     async def _open_leg(self) -> _Leg | None:
+        leg = self._idle.take(self.clock())
+        if leg is None:
+            leg = await self._bind_leg()
+        if leg is None:  # the range is used up: a leg in quarantine, if any
+            leg = self._idle.take(self.clock(), in_quarantine=True)
+        if leg is not None:
+            leg.reset(self._nowhere)  # whatever it latched onto while parked
+        return leg
+
+    async def _bind_leg(self) -> _Leg | None:
         loop = asyncio.get_running_loop()
         for _ in range(self._pool.size):
             port = self._pool.take()
@@ -341,30 +551,61 @@ class RelayEngine:
             return _Leg(port, rtp, rtcp)
         return None
 
-    def release(self, session: RelaySession) -> None:
-        """Give a closed session's ports back (called by the session)."""
-        if session in self._sessions:
-            self._sessions.discard(session)
-            for port in session.ports:
-                self._pool.give_back(port)
+    async def release(self, session: RelaySession) -> None:
+        """Park a closed session's legs for later calls, or close them and give their
+        ports back (called by the session)."""
+        if session not in self._sessions:
+            return
+        self._sessions.discard(session)
+        self._relayed += session.packets_relayed
+        closing: list[_Leg] = []
+        for leg in session.legs:
+            if leg.reusable and self._idle.park(leg, self.clock()):
+                leg.reset(self._nowhere)
+            else:
+                closing.append(leg)
+        await self._close_legs(closing)
+
+    async def _close_legs(self, legs: list[_Leg]) -> None:
+        try:
+            await asyncio.gather(*(leg.close() for leg in legs))
+        finally:
+            for leg in legs:
+                self._pool.give_back(leg.port)
 
     def check_remote(self, host: str, port: int, *, call_id: str, leg: str) -> Addr | None:
         """The SDP address as a send-to address, or None when unusable."""
         if port == 0:
             return None  # RFC 3264 §6: port zero rejects (or disables) the stream
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
+        ip = _sdp_ip(host)
+        if ip is None:
             log.warning("call %s leg %s: SDP address %r is not an IP address; waiting "
                         "for its RTP to learn where to send", call_id, leg, host)
             return None
-        if ip.is_unspecified:
+        address, version, unspecified = ip
+        if unspecified:
             return None  # RFC 3264 §8.4: c=0.0.0.0 is the old way to put a call on hold
-        if (ip.version == 6) != (self._family == socket.AF_INET6) or not 0 < port < 65535:
+        if (version == 6) != (self._family == socket.AF_INET6) or not 0 < port < 65535:
             log.warning("call %s leg %s: cannot send RTP to %s port %d from %s", call_id,
                         leg, host, port, self.host)
             return None
-        return str(ip), port
+        return address, port
+
+
+# SDP addresses read lately: a trunk or a device offers the same one call after call,
+# and reading it with ``ipaddress`` is a good part of setting a leg's remote.
+SDP_IP_MEMORY = 4096
+
+
+@functools.lru_cache(maxsize=SDP_IP_MEMORY)
+def _sdp_ip(host: str) -> tuple[str, int, bool] | None:
+    """(the address as sent to, its IP version, whether unspecified), or None when
+    ``host`` is not an IP address."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return str(ip), ip.version, ip.is_unspecified
 
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from tongdai.media.urls import RecordingSigner
 __all__ = ["recording_routes"]
 
 _APP_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_NAME = re.compile(r"call_recording_[a-z0-9]{1,64}\.mp3")
+_NAME = re.compile(r"(?:call_recording|voicemail)_[a-z0-9]{1,64}\.mp3")  # calls, voicemails
 _EXPIRES = re.compile(r"[0-9]{1,12}")
 
 

@@ -7,16 +7,24 @@ offers (``offer``), since tongdai is the one calling both sides.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 from tongdai.sip.sdp import SdpError, SessionDescription
 
 _session_ids = itertools.count(1)
 
+# One SDP body is read several times on its way through a call (where the sender
+# receives audio, the codec it chose, whether it holds): those answers are kept for
+# the bodies seen last instead of parsing each body again. ``rewrite`` builds a new
+# body, so it parses its own copy.
+_READ_MEMORY = 256
+
 CODECS = {"0": "PCMU/8000", "8": "PCMA/8000"}
 DTMF_PT = "101"
 
 
+@functools.lru_cache(maxsize=_READ_MEMORY)
 def remote_of(body: bytes) -> tuple[str, int] | None:
     """The address and port where the sender of ``body`` receives audio."""
     if not body:
@@ -50,6 +58,7 @@ def rewrite(body: bytes, host: str, port: int) -> bytes:
     return sdp.serialize()
 
 
+@functools.lru_cache(maxsize=_READ_MEMORY)
 def on_hold(body: bytes) -> bool:
     """Whether an offer puts the call on hold (sendonly/inactive, or c=0.0.0.0)."""
     try:
@@ -58,6 +67,7 @@ def on_hold(body: bytes) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=_READ_MEMORY)
 def chosen_codec(answer: bytes) -> str | None:
     """The first audio payload type of an answer that tongdai can record."""
     try:
@@ -74,9 +84,16 @@ def chosen_codec(answer: bytes) -> str | None:
 
 def offer(host: str, port: int, codecs: tuple[str, ...] = ("0", "8")) -> bytes:
     """A fresh audio offer from tongdai: G.711 and RFC 4733 telephone-event."""
+    return audio_sdp(host, port, [(pt, CODECS[pt]) for pt in codecs], DTMF_PT)
+
+
+def audio_sdp(host: str, port: int, rtpmaps: list[tuple[str, str]], dtmf_pt: str) -> bytes:
+    """tongdai's own SDP: one sendrecv audio stream at ``host``:``port`` with the
+    ``(payload type, encoding)`` pairs given, then RFC 4733 telephone-event on
+    ``dtmf_pt``, 20 ms packets."""
     sid = next(_session_ids)
     ip = "IP6" if ":" in host else "IP4"
-    fmts = " ".join((*codecs, DTMF_PT))
+    fmts = " ".join((*(pt for pt, _ in rtpmaps), dtmf_pt))
     lines = [
         "v=0",
         f"o=tongdai {sid} 1 IN {ip} {host}",
@@ -84,9 +101,9 @@ def offer(host: str, port: int, codecs: tuple[str, ...] = ("0", "8")) -> bytes:
         f"c=IN {ip} {host}",
         "t=0 0",
         f"m=audio {port} RTP/AVP {fmts}",
-        *(f"a=rtpmap:{pt} {CODECS[pt]}" for pt in codecs),
-        f"a=rtpmap:{DTMF_PT} telephone-event/8000",
-        f"a=fmtp:{DTMF_PT} 0-16",
+        *(f"a=rtpmap:{pt} {enc}" for pt, enc in rtpmaps),
+        f"a=rtpmap:{dtmf_pt} telephone-event/8000",
+        f"a=fmtp:{dtmf_pt} 0-16",
         "a=ptime:20",
         "a=sendrecv",
     ]

@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from enum import Enum
 
+from tongdai.store.records import CallCheckpoint, Cdr
+
 
 class Outcome(Enum):
     ANSWERED = "answered"
@@ -57,3 +59,20 @@ def status_detail(outcome: Outcome, direction: str) -> str:
 def seconds(start: float, end: float) -> int:
     """Whole seconds between two wall-clock times, rounded half up, never negative."""
     return max(0, math.floor(end - start + 0.5))
+
+
+def recovered(cp: CallCheckpoint, recording: str) -> Cdr:
+    """The record of an answered call a crash cut off, from its last checkpoint: it
+    ended when that was stored, else at its last checkpoint, hung up by the system."""
+    ended_at = cp.ended_at if cp.ended_at is not None else cp.checkpoint_at
+    hangup_by = cp.hangup_by if cp.ended_at is not None and cp.hangup_by else "system"
+    return Cdr(
+        call_id=cp.call_id, app_id=cp.app_id, caller=cp.caller, callee=cp.callee,
+        klass=cp.klass, did_number=cp.did_number, direction=cp.direction,
+        status_detail=status_detail(Outcome.ANSWERED, cp.direction),
+        duration_seconds=seconds(cp.started_at, ended_at), unix_timestamp=int(cp.started_at),
+        billing_seconds=seconds(cp.answered_at, ended_at), recording=recording,
+        started_at=cp.started_at, answered_at=cp.answered_at, ended_at=ended_at,
+        sip_code=200, hangup_by=hangup_by, sip_users=tuple(cp.sip_users),
+        external_id=cp.external_id, metadata=cp.metadata,
+    )

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from tongdai.background import stop_task
-from tongdai.store.protocol import Store
-from tongdai.store.records import AppRec, DeviceRec, TrunkRec
+from tongdai.clock import Clock
+from tongdai.store.protocol import Configuration
+from tongdai.store.records import AppRec, DeviceRec, DidRec, TrunkRec
 
 log = logging.getLogger("tongdai.directory")
 
@@ -33,6 +33,9 @@ class _Cache(Generic[K, V]):
         self.negative_ttl = negative_ttl
         self.max_entries = max_entries
         self._data: OrderedDict[K, tuple[V | None, float]] = OrderedDict()
+        # Loads under way: a burst of misses of one key (every call to an outside
+        # number once its negative entry ages out) waits for one query, not one each.
+        self._loading: dict[K, asyncio.Future[V | None]] = {}
 
     def cached(self, key: K, now: float) -> tuple[bool, V | None]:
         entry = self._data.get(key)
@@ -46,23 +49,43 @@ class _Cache(Generic[K, V]):
         hit, value = self.cached(key, now)
         if hit:
             return value
-        value = await load()
-        self._data[key] = (value, now)
-        self._data.move_to_end(key)
-        while len(self._data) > self.max_entries:
-            self._data.popitem(last=False)
+        loading = self._loading.get(key)
+        if loading is not None:
+            return await asyncio.shield(loading)
+        fut: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
+        self._loading[key] = fut
+        try:
+            value = await load()
+        except BaseException as exc:
+            if self._loading.get(key) is fut:
+                del self._loading[key]
+            if isinstance(exc, Exception):
+                fut.set_exception(exc)
+                fut.exception()  # those waiting get it; nobody waiting is no warning
+            else:
+                fut.cancel()
+            raise
+        if self._loading.get(key) is fut:  # not cleared meanwhile: still current
+            del self._loading[key]
+            self._data[key] = (value, now)
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+        fut.set_result(value)
         return value
 
     def clear(self) -> None:
         self._data.clear()
+        self._loading.clear()
 
 
 class DeviceDirectory:
     def __init__(
-        self, *, store: Store, ttl: float = 300.0, negative_ttl: float = 5.0,
-        max_entries: int = 200_000, poll_interval: float = 1.0,
+        self, *, store: Configuration, clock: Clock, ttl: float = 300.0,
+        negative_ttl: float = 5.0, max_entries: int = 200_000, poll_interval: float = 1.0,
     ) -> None:
         self.store = store
+        self.clock = clock  # the wall clock: entries age by it
         self.poll_interval = poll_interval
         self._version: int | None = None
         self._task: asyncio.Task[None] | None = None
@@ -97,6 +120,11 @@ class DeviceDirectory:
 
         return await self._trunks.get(app_id, now, load) or ()
 
+    @property
+    def version(self) -> int | None:
+        """The configuration version the caches hold (None before the first check)."""
+        return self._version
+
     def clear(self) -> None:
         for cache in (self._devices, self._names, self._apps, self._trunks):
             cache.clear()
@@ -128,24 +156,30 @@ class DeviceDirectory:
 
 
 class CachedStore:
-    """The store, with configuration reads answered by a ``DeviceDirectory``.
+    """``Configuration`` with the reads a request makes answered by a
+    ``DeviceDirectory``.
 
-    Handed to the Open API so that authenticating a request (app, device) costs no
-    database round trip; every other call goes straight to the store.
+    Handed to the Open API so that authenticating a request (app, device) and
+    checking a click-to-call (device, trunks) cost no database round trip.
     """
 
     def __init__(self, directory: DeviceDirectory) -> None:
         self._directory = directory
-        self._store = directory.store
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
+    async def config_version(self) -> int:
+        return await self._directory.store.config_version()
 
     async def get_app(self, app_id: str) -> AppRec | None:
-        return await self._directory.app(app_id, time.time())
+        return await self._directory.app(app_id, self._directory.clock())
 
     async def get_device(self, sip_user: str) -> DeviceRec | None:
-        return await self._directory.get(sip_user, time.time())
+        return await self._directory.get(sip_user, self._directory.clock())
 
     async def find_device(self, app_id: str, name: str) -> DeviceRec | None:
-        return await self._directory.find(app_id, name, time.time())
+        return await self._directory.find(app_id, name, self._directory.clock())
+
+    async def get_did(self, number: str) -> DidRec | None:
+        return await self._directory.store.get_did(number)
+
+    async def list_trunks(self, app_id: str | None = None) -> Sequence[TrunkRec]:
+        return await self._directory.trunks(app_id, self._directory.clock())

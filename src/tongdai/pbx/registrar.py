@@ -9,21 +9,25 @@ reveal which accounts exist.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import os
 import re
 from collections.abc import Callable
 
+from tongdai import logs
+from tongdai.pbx import path
+from tongdai.pbx.digest_gate import DigestGate
 from tongdai.pbx.directory import DeviceDirectory
 from tongdai.pbx.location import Location
-from tongdai.pbx.throttle import FailureThrottle
 from tongdai.settings import Settings
-from tongdai.sip.digest import Credentials, DigestServer, Verdict
+from tongdai.sip import ids
+from tongdai.sip.digest import Credentials, DigestServer
 from tongdai.sip.errors import RemoteProtocolError
 from tongdai.sip.message import Request, Response, make_response
 from tongdai.sip.peer import Peer
 from tongdai.sip.uri import NameAddr, SipUri, parse_name_addrs
 from tongdai.store.records import DeviceRec, Registration
+from tongdai.throttle import AuthThrottle
 
 log = logging.getLogger("tongdai.registrar")
 
@@ -33,7 +37,7 @@ Responder = Callable[[str, Response], None]
 class Registrar:
     def __init__(
         self, *, settings: Settings, directory: DeviceDirectory, location: Location,
-        digest: DigestServer, throttle: FailureThrottle, respond: Responder,
+        digest: DigestServer, throttle: AuthThrottle, respond: Responder,
         wall_clock: Callable[[], float],
     ) -> None:
         self.settings = settings
@@ -43,27 +47,28 @@ class Registrar:
         self.throttle = throttle
         self.respond = respond
         self.wall = wall_clock
+        self.gate = DigestGate(digest=digest, directory=directory, throttle=throttle,
+                               respond=respond, proxy=False,
+                               edges=settings.sip_edge_addresses)
         self._tasks: set[asyncio.Task[None]] = set()
-        self.stats = {"ok": 0, "challenged": 0, "failed": 0, "blocked": 0}
+        self.ok = 0
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """REGISTERs bound ("ok"), challenged, failed and blocked."""
+        return {"ok": self.ok, **self.gate.stats}
 
     def handle(self, req: Request, peer: Peer, txn: str) -> None:
         now = self.wall()
-        if self.throttle.blocked(peer.host, now):
-            self.stats["blocked"] += 1
-            self.respond(txn, make_response(req, 403, "Forbidden (too many failures)"))
+        if self.gate.blocked(req, txn, self.gate.client_host(req, peer), None, now):
             return
         try:
             aor = _aor_user(req)
         except RemoteProtocolError as exc:
             self.respond(txn, make_response(req, exc.status or 400, exc.reason))
             return
-        auth = req.headers.get("authorization")
-        if auth is None:
-            self._challenge(req, txn, now, stale=False)
-            return
-        creds = Credentials.parse(auth)
+        creds = self.gate.credentials(req, txn, now)
         if creds is None:
-            self.respond(txn, make_response(req, 400, "Bad Authorization"))
             return
         hit, dev = self.directory.cached(creds.username, now)
         if hit:
@@ -86,35 +91,15 @@ class Registrar:
             return
         self._authenticated(req, peer, txn, creds, aor, dev, self.wall())
 
-    def _challenge(self, req: Request, txn: str, now: float, *, stale: bool) -> None:
-        self.stats["challenged"] += 1
-        self.respond(txn, self.digest.challenge_response(
-            req, now, os.urandom(8), to_tag=os.urandom(6).hex(), stale=stale))
-
-    def _fail(self, req: Request, peer: Peer, txn: str, user: str, now: float) -> None:
-        self.stats["failed"] += 1
-        self.throttle.fail_auth(peer.host, user, now)
-        self.respond(txn, make_response(req, 403, "Forbidden", to_tag=os.urandom(6).hex()))
-
     def _authenticated(
         self, req: Request, peer: Peer, txn: str, creds: Credentials, aor: str,
         dev: DeviceRec | None, now: float,
     ) -> None:
-        if self.throttle.user_blocked(creds.username, now):
-            self.stats["blocked"] += 1
-            self.respond(txn, make_response(req, 403, "Forbidden (too many failures)"))
-            return
-        ha1 = dev.ha1(creds.algorithm) if dev is not None else None
-        verdict = self.digest.verify(creds, "REGISTER", ha1, now)
-        if verdict is Verdict.STALE:
-            self._challenge(req, txn, now, stale=True)
-            return
         # A device may only register its own address of record.
-        if verdict is not Verdict.OK or dev is None or creds.username != aor:
-            self._fail(req, peer, txn, creds.username, now)
-            return
-        self.throttle.success(peer.host)
-        self._bind(req, peer, txn, dev, now)
+        if self.gate.verify(req, peer, txn, creds, dev, now,
+                            permitted=creds.username == aor) is not None:
+            assert dev is not None
+            self._bind(req, peer, txn, dev, now)
 
     def _bind(self, req: Request, peer: Peer, txn: str, dev: DeviceRec, now: float) -> None:
         s = self.settings
@@ -123,38 +108,42 @@ class Registrar:
         if header_exp is not None:
             default = _int_or(header_exp, default)
         contacts = req.headers.values("contact")
+        route = tuple(req.headers.values("path"))
+        bad_path = path.refusal(route, peer)
+        if bad_path is not None:
+            _refused(dev, peer, bad_path.status or 400, bad_path.reason)
+            self.respond(txn, make_response(req, bad_path.status or 400, bad_path.reason))
+            return
         set_: list[Registration] = []
         remove: list[str] = []
         remove_all = False
         if contacts == ["*"]:
             # RFC 3261 §10.3 step 6: "*" only with Expires: 0.
             if header_exp is None or _int_or(header_exp, -1) != 0:
+                _refused(dev, peer, 400, "Contact * requires Expires: 0")
                 self.respond(txn, make_response(req, 400, "Contact * requires Expires: 0"))
                 return
             remove_all = True
         elif contacts:
             try:
-                addrs: list[NameAddr] = []
+                bound: list[tuple[str, str | None]] = []
                 for c in contacts:
-                    addrs.extend(parse_name_addrs(c))
-                if any(na.is_star for na in addrs):
-                    # "*" is only valid alone (RFC 3261 §10.3 step 6).
-                    raise RemoteProtocolError(400, "Contact * must stand alone")
+                    bound.extend(_contacts(c))
             except RemoteProtocolError:
+                _refused(dev, peer, 400, "Bad Contact")
                 self.respond(txn, make_response(req, 400, "Bad Contact"))
                 return
             call_id = req.call_id
             cseq = req.cseq[0]
             ua = (req.headers.get("user-agent") or "")[:200]
-            for na in addrs:
-                exp_param = dict(na.params).get("expires")
+            for contact, exp_param in bound:
                 exp = _int_or(exp_param, default) if exp_param is not None else default
-                contact = str(na.uri)
                 if exp == 0:
                     remove.append(contact)
                     continue
                 if exp < s.register_min_expires:
-                    resp = make_response(req, 423, to_tag=os.urandom(6).hex())
+                    _refused(dev, peer, 423, f"expires {exp} below {s.register_min_expires}")
+                    resp = make_response(req, 423, to_tag=ids.new_tag())
                     resp.headers.add("min-expires", s.register_min_expires)
                     self.respond(txn, resp)
                     return
@@ -163,17 +152,45 @@ class Registrar:
                     sip_user=dev.sip_user, contact=contact, source_host=peer.host,
                     source_port=peer.port, transport=peer.transport,
                     expires_at=now + exp, call_id=call_id, cseq=cseq, user_agent=ua,
+                    path=route,
                 ))
         current = self.location.apply(
             sip_user=dev.sip_user, app_id=dev.app_id, set_=set_, remove=remove,
             remove_all=remove_all,
         )
-        self.stats["ok"] += 1
-        resp = make_response(req, 200, to_tag=os.urandom(6).hex())
+        self.ok += 1
+        resp = make_response(req, 200, to_tag=ids.new_tag())
         for reg in current:
             left = max(0, int(reg.expires_at - now))
             resp.headers.add("contact", f"<{reg.contact}>;expires={left}")
+        # RFC 3327 §5.3: the stored Path is echoed to a device that supports it.
+        if route and "path" in (v.lower() for v in req.headers.values("supported")):
+            for value in route:
+                resp.headers.add("path", value)
         self.respond(txn, resp)
+
+
+def _refused(dev: DeviceRec, peer: Peer, status: int, reason: str) -> None:
+    """A REGISTER refused for what it asked, after authentication succeeded."""
+    logs.event(log, "registration.refused", user=dev.sip_user, app_id=dev.app_id,
+               transport=peer.transport, source=f"{peer.host}:{peer.port}", status=status,
+               reason=reason)
+
+
+# Contact header values read lately: a device refreshing its binding sends the same
+# value every time, and reading it is a good part of a REGISTER's cost.
+CONTACT_MEMORY = 4096
+
+
+@functools.lru_cache(maxsize=CONTACT_MEMORY)
+def _contacts(value: str) -> tuple[tuple[str, str | None], ...]:
+    """(contact URI, its expires parameter) for each address of one Contact value;
+    raises RemoteProtocolError (400) when it does not parse or holds a "*" among others
+    (RFC 3261 §10.3 step 6: "*" is only valid alone). Errors are not remembered."""
+    addrs = parse_name_addrs(value)
+    if any(na.is_star for na in addrs):
+        raise RemoteProtocolError(400, "Contact * must stand alone")
+    return tuple((str(na.uri), dict(na.params).get("expires")) for na in addrs)
 
 
 def _int_or(value: str | None, default: int) -> int:

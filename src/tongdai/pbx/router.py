@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+from tongdai.pbx.capabilities import ACCEPT, ALLOW, SUPPORTED
 from tongdai.pbx.registrar import Registrar
 from tongdai.sip.events import (
     CancelReceived,
@@ -20,7 +21,7 @@ from tongdai.sip.peer import Peer
 
 log = logging.getLogger("tongdai.router")
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK"
+# Requests the call layer handles or answers (PRACK and REFER with 501 until implemented).
 CALL_METHODS = frozenset({"INVITE", "ACK", "BYE", "UPDATE", "INFO", "PRACK", "NOTIFY", "REFER"})
 # Methods we know but do not offer (RFC 3261 §21.4.6 405 with Allow).
 KNOWN_NOT_ALLOWED = frozenset({"SUBSCRIBE", "PUBLISH", "MESSAGE"})
@@ -79,8 +80,9 @@ class SipRouter:
         elif method == "OPTIONS":
             resp = make_response(req, 200)
             resp.headers.add("allow", ALLOW)
-            resp.headers.add("accept", "application/sdp")
-            resp.headers.add("supported", "replaces, timer")
+            resp.headers.add("accept", ACCEPT)
+            if SUPPORTED:
+                resp.headers.add("supported", ", ".join(SUPPORTED))
             resp.headers.add("server", self.user_agent)
             self.shell.send_response(txn, resp)
         elif method in KNOWN_NOT_ALLOWED or method in CALL_METHODS:

@@ -2,7 +2,12 @@
 
 Server side: stateless nonces (a timestamp, randomness and an HMAC over both, so any
 process holding the secret can check them), ``stale=true`` once a nonce is older than
-its lifetime, and a bounded memory of nonce counts so an old ``nc`` is refused.
+its lifetime, and a bounded memory of nonce counts so an old ``nc`` is refused. An
+answer without ``qop`` (RFC 2069 style) has no count to protect it, so its nonce is
+single use: spent nonces are remembered until they would be stale anyway, and a
+replay — or a client reusing one — gets a fresh challenge (``stale=true``). Both
+memories are per process: several processes sharing the nonce secret each refuse
+replays of what they saw themselves.
 Client side: answering a carrier's 401/407 with a trunk's credentials.
 
 Randomness is passed in (``entropy``) so the module stays free of I/O and clocks.
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import hmac
 import re
 import struct
@@ -71,7 +77,7 @@ def response_digest(
 
 class Verdict(Enum):
     OK = "ok"
-    STALE = "stale"  # right credentials, expired nonce: challenge again with stale=true
+    STALE = "stale"  # right credentials, expired or spent nonce: challenge again, stale=true
     FAILED = "failed"  # wrong password, unknown user, forged nonce, replayed nc
     MALFORMED = "malformed"  # not a Digest header we can read: answer 400
 
@@ -112,6 +118,35 @@ class Credentials:
             return None
 
 
+class NonceMac:
+    """HMAC-SHA256 (RFC 2104) under one key, truncated to 16 bytes.
+
+    The padded key's two hash states are computed once and copied per message: half
+    the cost of ``hmac.digest``, which rebuilds them for each of the two MACs a
+    challenged request costs (issuing its nonce, then checking it).
+    """
+
+    _BLOCK = 64  # SHA-256's block size
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > self._BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(self._BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+
+    def __call__(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:16]
+
+
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+
+
 class DigestServer:
     """Issues challenges and verifies answers for one realm."""
 
@@ -120,21 +155,28 @@ class DigestServer:
     def __init__(
         self, *, realm: str, secret: bytes, nonce_lifetime: float = 300.0,
         algorithms: tuple[str, ...] = ("MD5", "SHA-256"), nc_memory: int = 100_000,
+        spent_memory: int = 100_000,
     ) -> None:
         for a in algorithms:
             if a not in ALGORITHMS:
                 raise ValueError(f"unknown digest algorithm {a}")
         self.realm = realm
         self.algorithms = algorithms
-        self._secret = secret
+        self._mac = NonceMac(secret)
         self._lifetime = nonce_lifetime
         # nonce -> highest nc seen (RFC 7616 §3.4.5 replay protection), LRU-bounded.
         self._nc_seen: OrderedDict[str, int] = OrderedDict()
         self._nc_memory = nc_memory
+        # Nonces answered without qop, and a heap of (stale at, nonce) to forget them
+        # in that order. Forgetting one earlier would let its answer be replayed, so
+        # when full we refuse new ones instead.
+        self._spent: set[str] = set()
+        self._spent_heap: list[tuple[float, str]] = []
+        self._spent_memory = spent_memory
 
     def make_nonce(self, now: float, entropy: bytes) -> str:
         head = struct.pack(">d", now) + entropy[:8].ljust(8, b"\0")
-        mac = hmac.digest(self._secret, head, "sha256")[:16]
+        mac = self._mac(head)
         return base64.urlsafe_b64encode(head + mac).decode("ascii").rstrip("=")
 
     def _nonce_time(self, nonce: str) -> float | None:
@@ -145,7 +187,7 @@ class DigestServer:
         if len(raw) != self._NONCE_LEN:
             return None
         head, mac = raw[:16], raw[16:]
-        good = hmac.digest(self._secret, head, "sha256")[:16]
+        good = self._mac(head)
         if not hmac.compare_digest(mac, good):
             return None
         (ts,) = struct.unpack(">d", head[:8])
@@ -207,7 +249,24 @@ class DigestServer:
             self._nc_seen.move_to_end(creds.nonce)
             if len(self._nc_seen) > self._nc_memory:
                 self._nc_seen.popitem(last=False)
+        elif not self._spend(creds.nonce, issued + self._lifetime, now):
+            # RFC 2617 §3.2.1: stale=true lets an honest client that reused the nonce
+            # answer again without asking its user; a replayer cannot answer at all.
+            return Verdict.STALE
         return Verdict.OK
+
+    def _spend(self, nonce: str, stale_at: float, now: float) -> bool:
+        """Use up a nonce answered without qop; False if it was used already (or the
+        memory is full of nonces that are still fresh)."""
+        spent, heap = self._spent, self._spent_heap
+        # Forget a nonce only a second after ``verify`` calls it stale (float rounding).
+        while heap and heap[0][0] + 1.0 < now:
+            spent.discard(heapq.heappop(heap)[1])
+        if nonce in spent or len(spent) >= self._spent_memory:
+            return False
+        spent.add(nonce)
+        heapq.heappush(heap, (stale_at, nonce))
+        return True
 
 
 def authorization(

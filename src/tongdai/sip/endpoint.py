@@ -16,9 +16,9 @@ import contextlib
 import heapq
 import itertools
 import re
-import secrets
 from collections import deque
 
+from tongdai.sip import ids
 from tongdai.sip.errors import LocalProtocolError, RemoteProtocolError
 from tongdai.sip.events import (
     CancelReceived,
@@ -37,10 +37,12 @@ from tongdai.sip.message import (
     serialize,
 )
 from tongdai.sip.parser import parse_message
-from tongdai.sip.peer import Peer, response_peer, stamp_via
+from tongdai.sip.peer import Peer, stamp_via
 from tongdai.sip.transaction import Input, Kind, State, TimerConfig, Transaction
 
-MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
+MAGIC_COOKIE = ids.MAGIC_COOKIE
+# RFC 3261 §8.1.1.6: the Max-Forwards a UAC starts a request with.
+MAX_FORWARDS = 70
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 STATS = (
     "requests", "responses", "retransmissions", "malformed_answered", "malformed_dropped",
@@ -193,23 +195,20 @@ class Endpoint:
             inp = Input.TU_2XX
         else:
             inp = Input.TU_FINAL
-        if t.kind is Kind.IST and status > 100 and t.local_tag is None:
+        if t.kind is Kind.IST and status > 100 and (t.local_tag is None or inp is Input.TU_2XX):
+            # The 2xx's To tag names the dialog its ACK must carry (§13.2.2.4).
             t.local_tag = response.to_tag or None
         t.step(inp, self, now, response, serialize(response))
 
     def send_stateless(self, message: Request | Response, peer: Peer) -> None:
         """Send without a transaction: the ACK for a 2xx, stateless replies.
 
-        A response goes where RFC 3261 §18.2.2 says (its top Via's received/rport over
-        UDP). An ACK for a 2xx we are still absorbing retransmissions for is
-        remembered and re-sent on each repeat of that 2xx.
+        A response goes to ``peer``, the request's real source, whatever its Via
+        claims (see ``stamp_via``). An ACK for a 2xx we are still absorbing
+        retransmissions for is remembered and re-sent on each repeat of that 2xx.
         """
         if isinstance(message, Response):
-            try:
-                dest = response_peer(message.top_via, peer)
-            except RemoteProtocolError:
-                dest = peer
-            self._out.append((serialize(message), dest))
+            self._out.append((serialize(message), peer))
             return
         self._prepare(message, peer)
         wire = serialize(message)
@@ -244,18 +243,27 @@ class Endpoint:
         return key
 
     def new_branch(self) -> str:
-        return MAGIC_COOKIE + secrets.token_hex(8)
+        return ids.new_branch()
 
     def new_tag(self) -> str:
-        return secrets.token_hex(6)
+        return ids.new_tag()
 
     def new_call_id(self) -> str:
-        return secrets.token_hex(16)
+        return ids.new_call_id()
 
     def transaction_state(self, txn: str) -> State | None:
         """The state of a live transaction, for diagnostics and tests."""
         t = self._client.get(txn) or self._server.get(txn)
         return t.state if t is not None else None
+
+    def uses(self, peer: Peer) -> bool:
+        """Whether a live transaction sends to or came from ``peer`` (a connection the
+        shell must not close for being idle). Scans them all: for rare checks only."""
+        return any(
+            t.peer == peer or t.dest == peer
+            for t in (*self._client.values(), *self._server.values())
+            if t.state is not State.TERMINATED
+        )
 
     @property
     def live_transactions(self) -> int:
@@ -310,15 +318,19 @@ class Endpoint:
 
     def _on_ack(self, ack: Request, peer: Peer, key: str, num: int, now: float) -> None:
         txn = self._server.get(key)
-        if txn is not None and txn.kind is Kind.IST:
-            accepted = txn.state is State.ACCEPTED
+        if txn is not None and txn.kind is Kind.IST and txn.state is not State.ACCEPTED:
             txn.step(Input.ACK, self, now)
-            if not accepted:
-                return  # RFC 3261 §17.2.1: the ACK for a non-2xx ends in the transaction
-        else:
-            ist = self._awaiting_ack.get((ack.call_id, num))
-            if ist is not None and ist.state is State.ACCEPTED:
-                ist.step(Input.ACKED, self, now)
+            return  # RFC 3261 §17.2.1: the ACK for a non-2xx ends in the transaction
+        # The ACK for a 2xx is a transaction of its own, whatever its branch: it matches
+        # the INVITE by Call-ID, the INVITE's CSeq number (§13.2.2.4) and the dialog's
+        # tags. Any other ACK leaves the 2xx retransmitting; unacknowledged, it times
+        # out (§13.3.1.4). The TU sees every ACK and makes the same check.
+        ist = self._awaiting_ack.get((ack.call_id, num))
+        if (
+            ist is not None and ist.state is State.ACCEPTED
+            and ack.to_tag == ist.local_tag and ack.from_tag == ist.request.from_tag
+        ):
+            ist.step(Input.ACKED, self, now)
         self._events.append(RequestReceived(request=ack, peer=peer, txn=None))
 
     def _on_cancel(self, req: Request, peer: Peer, dest: Peer, key: str, now: float) -> None:
@@ -402,7 +414,7 @@ class Endpoint:
                 "via", f"SIP/2.0/{peer.transport.upper()} {self.sent_by};branch={branch};rport",
             )
         if "max-forwards" not in headers:
-            headers.add("max-forwards", 70)  # RFC 3261 §8.1.1.6
+            headers.add("max-forwards", MAX_FORWARDS)
         if "user-agent" not in headers:
             headers.add("user-agent", self.user_agent)
         return branch
@@ -469,7 +481,7 @@ def _derived(invite: Request, method: str, to: str | None) -> Request:
     h.add("cseq", f"{invite.cseq[0]} {method}")
     for route in invite.headers.get_all("route"):
         h.add("route", route)
-    h.add("max-forwards", 70)
+    h.add("max-forwards", MAX_FORWARDS)
     ua = invite.headers.get("user-agent")
     if ua is not None:
         h.add("user-agent", ua)

@@ -14,8 +14,8 @@ class RequestReceived:
 
     ``txn`` is ``None`` for an ACK that matched no transaction (the ACK for a 2xx,
     RFC 3261 §17.1.1.3 / RFC 6026 §7.1) — it is not answered. The top Via already
-    carries ``received``/``rport`` (RFC 3261 §18.2.1, RFC 3581), so a response built
-    with ``make_response`` goes where it must.
+    carries ``received``/``rport`` (RFC 3261 §18.2.1, RFC 3581) as we saw them; the
+    responses go to ``peer``, whatever the Via claims.
     """
 
     request: Request

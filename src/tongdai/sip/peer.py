@@ -7,18 +7,20 @@ from dataclasses import dataclass
 
 from tongdai.sip.message import Request, Via
 
-_RPORT = re.compile(r";\s*rport\s*(?=;|$)", re.IGNORECASE)
-_RECEIVED = re.compile(r";\s*received\s*=[^;]*", re.IGNORECASE)
+# A client's rport/received, with or without a value (RFC 3581 §4 grammar).
+_RPORT = re.compile(r";\s*rport\s*(?:=[^;]*)?(?=;|$)", re.IGNORECASE)
+_RECEIVED = re.compile(r";\s*received\s*(?:=[^;]*)?(?=;|$)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """A transport address: for UDP a host and port, for TCP the connection's remote end.
+    """A transport address: for UDP a host and port, for TCP and websockets (RFC 7118)
+    the connection's remote end.
 
     ``host`` is a bare address (IPv6 without brackets) or a name for the shell to resolve.
     """
 
-    transport: str  # "udp" | "tcp"
+    transport: str  # "udp" | "tcp" | "ws" | "wss"
     host: str
     port: int
 
@@ -35,43 +37,35 @@ def bare_host(host: str) -> str:
     return host.lower()
 
 
-def response_peer(via: Via, source: Peer) -> Peer:
-    """Where a response to a request with top ``via`` goes (RFC 3261 §18.2.2, RFC 3581 §4).
-
-    Over a connection the response goes back on it (``source``). Over UDP it goes to
-    ``received`` (else the sent-by host) at ``rport`` (else the sent-by port, else 5060).
-    """
-    if source.reliable:
-        return source
-    params = via.params
-    received = params.get("received")
-    host = bare_host(received) if received else bare_host(via.host)
-    rport = params.get("rport")
-    port = int(rport) if rport and rport.isdigit() else via.port or 5060
-    if host == source.host and port == source.port:
-        return source
-    return Peer(source.transport, host, port)
-
-
 def stamp_via(req: Request, via: Via, source: Peer) -> Peer:
-    """Stamp a received request's top Via (``via``) and return where responses go.
+    """Stamp a received request's top Via (``via``); return where its responses go.
 
-    RFC 3261 §18.2.1: ``received`` when sent-by is not the source address; RFC 3581
-    §4: an empty ``rport`` gets the source port, and then ``received`` is added even
-    when it equals sent-by. Edited as text: this runs for nearly every request from
-    a phone behind NAT.
+    Responses always go to ``source``, the address the request really came from (over
+    a connection, back on that connection, RFC 3261 §18.2.2). A ``received`` or
+    ``rport`` value in the request is the client's claim, never a destination:
+    RFC 3581 §4 has the *server* add them to reflect what it saw, and obeying them
+    would let one forged request aim every response and retransmission at any
+    address (a reflection amplifier). Sending to the source port even without
+    ``rport`` is symmetric response routing, as PJSIP's ``force_rport``.
+
+    The stamp itself: ``received`` when sent-by is not the source address (RFC 3261
+    §18.2.1); with ``rport`` its value becomes the source port and ``received`` is
+    added even when it equals sent-by (RFC 3581 §4). A client's own ``received`` or
+    ``rport`` value is replaced by what we saw. Edited as text: this runs for nearly
+    every request from a phone behind NAT.
     """
     params = via.params
     rport = params.get("rport")
-    if rport != "" and bare_host(via.host) == source.host:
-        return response_peer(via, source)
-    raw = req.headers.pop_first("via") or ""
-    if "received" in params:
-        raw = _RECEIVED.sub("", raw)
-    if rport == "":
-        raw = _RPORT.sub(f";rport={source.port}", raw, count=1)
-    req.headers.prepend("via", f"{raw};received={source.host}")
-    if source.reliable or rport == "":
+    received = params.get("received")
+    same_host = bare_host(via.host) == source.host
+    if rport is None and received is None and same_host:
         return source
-    port = int(rport) if rport and rport.isdigit() else via.port or 5060
-    return Peer(source.transport, source.host, port)
+    raw = req.headers.pop_first("via") or ""
+    if received is not None:
+        raw = _RECEIVED.sub("", raw)
+    if rport is not None:
+        raw = _RPORT.sub(f";rport={source.port}", raw, count=1)
+    if rport is not None or not same_host:
+        raw = f"{raw};received={source.host}"
+    req.headers.prepend("via", raw)
+    return source

@@ -221,6 +221,14 @@ KEEP_TIMERS = {(Kind.NICT, S.PROCEEDING)}
 RETRANSMIT_TIMERS = frozenset({In.TIMER_A, In.TIMER_E, In.TIMER_G, In.TIMER_2XX})
 
 
+# RFC 3261 §17.1.1.2: a transaction gives up after 64*T1 (Timers B, F, H, J, L, M, and
+# a CANCEL that gets no final response, §9.1): seven doublings of T1.
+TIMEOUT_T1_MULTIPLE = 64
+# RFC 3261 §17.1.1.2: Timer D (absorbing response retransmissions) is "at least 32
+# seconds for unreliable transports", however short T1 is.
+TIMER_D_MIN = 32.0
+
+
 class TimerConfig:
     """T1, T2, T4 of RFC 3261 §17.1.1.1 and Table 4 — the durations derive from them."""
 
@@ -244,12 +252,12 @@ class TimerConfig:
             # over a reliable one, since a later hop may be UDP.
             return None if reliable and timer is not In.TIMER_2XX else t1
         if timer is In.TIMER_D:
-            return 0.0 if reliable else max(32.0, 64 * t1)
+            return 0.0 if reliable else max(TIMER_D_MIN, TIMEOUT_T1_MULTIPLE * t1)
         if timer is In.TIMER_I or timer is In.TIMER_K:
             return 0.0 if reliable else self.t4
         if timer is In.TIMER_J:
-            return 0.0 if reliable else 64 * t1
-        return 64 * t1  # B, F, H, L, M
+            return 0.0 if reliable else TIMEOUT_T1_MULTIPLE * t1
+        return TIMEOUT_T1_MULTIPLE * t1  # B, F, H, L, M
 
 
 class Sink(Protocol):
@@ -439,6 +447,6 @@ class Transaction:
         self.cancel_pending = False
         self.cancel_sent = True
         sink._send_cancel(self, now)
-        deadline = now + 64 * self.cfg.t1
+        deadline = now + TIMEOUT_T1_MULTIPLE * self.cfg.t1
         self.deadlines[In.TIMER_B] = deadline
         sink._arm(self, In.TIMER_B, deadline)

@@ -15,3 +15,8 @@ class Conflict(StoreError):
 
 class Invalid(StoreError):
     """A value is not acceptable (bad number, empty name, ...)."""
+
+
+class SchemaAhead(StoreError):
+    """The database was migrated by a newer tongdai than this one (a rolling upgrade
+    in progress, or a version rolled back without its schema): see docs/upgrade.md."""

@@ -1,16 +1,14 @@
 """The Store over SQLAlchemy 2 async: one class for SQLite (aiosqlite) and PostgreSQL
 (asyncpg). Apps, devices, DIDs and trunks live here; registrations, CDRs and tokens
-in ``store/calls.py``.
+in ``store/registrations.py``, ``store/cdrs.py`` and ``store/tokens.py``.
 
-Device passwords are never stored. ``add_device`` and ``set_password`` keep only the
-RFC 7616 §3.4.2 HA1 values ``MD5(user:realm:password)`` and
-``SHA-256(user:realm:password)`` (hex), which is all a registrar needs to check a
-digest answer and useless as a password elsewhere. The realm is part of the hash:
-after changing ``TONGDAI_SIP_DOMAIN`` every device needs ``tongdai device passwd``.
+Device passwords never reach the store: a device keeps the HA1 values
+(``DigestKeys``) that ``pbx/credentials.digest_keys`` computes from its password.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import string
 import time
@@ -20,45 +18,54 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tongdai.sip.digest import ha1
+from tongdai import logs
+from tongdai.admin.store import AdminTables
+from tongdai.appstream.store import AppEventTables
+from tongdai.flows.store import FlowTables
 from tongdai.store import validate
-from tongdai.store.calls import CallTables
+from tongdai.store.cdrs import CdrTables
 from tongdai.store.engine import create_engine, rowcount, upgrade
 from tongdai.store.errors import Conflict, Invalid, NotFound
+from tongdai.store.history import HistoryQueries
 from tongdai.store.models import App, Device, Did, Trunk
-from tongdai.store.records import AppRec, DeviceRec, DidRec, TrunkRec
+from tongdai.store.presence import PresenceQueries
+from tongdai.store.records import AppRec, DeviceRec, DidRec, DigestKeys, TrunkRec
+from tongdai.store.registrations import RegistrationTables
+from tongdai.store.sealing import SecretBox
+from tongdai.store.secret_rows import SecretRows, new_app_secret
+from tongdai.store.tokens import TokenTables
+from tongdai.webhooks.store import WebhookTables
 
 __all__ = ["SqlStore", "no_app", "open_store"]
+
+log = logging.getLogger("tongdai.store")
 
 _APP_ID_ALPHABET = string.ascii_lowercase + string.digits
 APP_ID_LENGTH = 20  # 20 x log2(36) = 103 bits: unguessable, and short enough to type
 
 
-async def open_store(url: str) -> SqlStore:
+async def open_store(url: str, *, key: bytes, reseal: bool = True) -> SqlStore:
     """Connect to ``url`` (an SQLAlchemy async URL such as ``Settings.db_url``), bring
-    the schema up to date and return the store."""
+    the schema up to date, seal secrets left in clear and return the store.
+
+    ``key`` seals app secrets and trunk passwords (``tongdai.keys.store_key``): every
+    process using the database needs the same one, else ``KeyMismatch``. Only
+    ``tongdai db reset-secrets`` passes ``reseal=False``, to do it its own way.
+    """
     engine = create_engine(url)
+    store = SqlStore(engine, box=SecretBox(key))
     try:
         await upgrade(engine)
+        if reseal and (done := await store.reseal()).sealed:
+            logs.event(log, "store.secrets_sealed", count=done.sealed)
     except BaseException:
         await engine.dispose()
         raise
-    return SqlStore(engine)
+    return store
 
 
 def _new_app_id() -> str:
     return "".join(secrets.choice(_APP_ID_ALPHABET) for _ in range(APP_ID_LENGTH))
-
-
-def _new_secret() -> str:
-    return secrets.token_hex(32)  # 256 bits
-
-
-def _app_rec(a: App) -> AppRec:
-    return AppRec(
-        app_id=a.app_id, app_secret=a.app_secret, name=a.name, created_at=a.created_at,
-        record_calls=a.record_calls, default_did=a.default_did,
-    )
 
 
 def _device_rec(d: Device) -> DeviceRec:
@@ -72,14 +79,6 @@ def _did_rec(d: Did) -> DidRec:
     return DidRec(number=d.number, app_id=d.app_id, sip_user=d.sip_user)
 
 
-def _trunk_rec(t: Trunk) -> TrunkRec:
-    return TrunkRec(
-        trunk_id=t.trunk_id, app_id=t.app_id, name=t.name, host=t.host, port=t.port,
-        transport=t.transport, username=t.username, password=t.password, prefix=t.prefix,
-        strip=t.strip,
-    )
-
-
 def no_app(app_id: str) -> NotFound:
     return NotFound(f"app {app_id!r} does not exist")
 
@@ -88,30 +87,48 @@ def _no_device(sip_user: str) -> NotFound:
     return NotFound(f"device {sip_user!r} does not exist")
 
 
-class SqlStore(CallTables):
+class SqlStore(RegistrationTables, CdrTables, TokenTables, HistoryQueries, PresenceQueries,
+               SecretRows, WebhookTables, AppEventTables, FlowTables, AdminTables):
     """``tongdai.store.Store`` on a relational database (see the module docstring)."""
+
+    # Records (the secret columns stay sealed: see store/secret_rows.py) -----
+
+    def _app_rec(self, a: App) -> AppRec:
+        return AppRec(
+            app_id=a.app_id, app_secret=self._app_secret(a), name=a.name,
+            created_at=a.created_at, record_calls=a.record_calls, default_did=a.default_did,
+        )
+
+    def _trunk_rec(self, t: Trunk) -> TrunkRec:
+        return TrunkRec(
+            trunk_id=t.trunk_id, app_id=t.app_id, name=t.name, host=t.host, port=t.port,
+            transport=t.transport, username=t.username, password=self._trunk_password(t),
+            prefix=t.prefix, strip=t.strip,
+            routes=tuple(r for r in t.routes.split(",") if r), priority=t.priority,
+        )
 
     # Apps -----------------------------------------------------------------
 
     async def create_app(self, name: str) -> AppRec:
         name = validate.text("app name", name, max_len=100, required=True)
+        app_id = _new_app_id()
         app = App(
-            app_id=_new_app_id(), app_secret=_new_secret(), name=name,
-            created_at=time.time(), record_calls=True, default_did=None,
+            app_id=app_id, app_secret=self._seal_app_secret(app_id, new_app_secret()),
+            name=name, created_at=time.time(), record_calls=True, default_did=None,
         )
         async with self._config_write() as s:
             s.add(app)
-        return _app_rec(app)
+        return self._app_rec(app)
 
     async def get_app(self, app_id: str) -> AppRec | None:
         async with self._read() as s:
             app = await s.get(App, app_id)
-            return _app_rec(app) if app else None
+            return self._app_rec(app) if app else None
 
     async def list_apps(self) -> Sequence[AppRec]:
         async with self._read() as s:
             rows = await s.scalars(select(App).order_by(App.created_at, App.app_id))
-            return [_app_rec(a) for a in rows]
+            return [self._app_rec(a) for a in rows]
 
     async def rotate_secret(self, app_id: str) -> AppRec:
         """A new app secret. The app's websocket tokens are revoked too: they were
@@ -120,9 +137,9 @@ class SqlStore(CallTables):
             app = await s.get(App, app_id)
             if app is None:
                 raise no_app(app_id)
-            app.app_secret = _new_secret()
+            app.app_secret = self._seal_app_secret(app_id, new_app_secret())
             await self._revoke(s, app_id, None)
-            return _app_rec(app)
+            return self._app_rec(app)
 
     async def delete_app(self, app_id: str) -> None:
         """Delete the app and everything it owns (devices, DIDs, trunks, CDRs...)."""
@@ -150,22 +167,20 @@ class SqlStore(CallTables):
                 if did is None or did.app_id != app_id:
                     raise NotFound(f"DID {number} is not a DID of app {app_id!r}")
                 app.default_did = number
-            return _app_rec(app)
+            return self._app_rec(app)
 
     # Devices ----------------------------------------------------------------
 
     async def add_device(
-        self, app_id: str, sip_user: str, password: str, *, realm: str,
+        self, app_id: str, sip_user: str, keys: DigestKeys, *,
         display_name: str = "", extension: str | None = None,
     ) -> DeviceRec:
         validate.sip_user(sip_user)
-        validate.password(password)
         ext = validate.extension(extension)
         display_name = validate.text("display name", display_name, max_len=100, required=False)
         dev = Device(
-            sip_user=sip_user, app_id=app_id, realm=realm, display_name=display_name,
-            extension=ext, ha1_md5=ha1("MD5", sip_user, realm, password),
-            ha1_sha256=ha1("SHA-256", sip_user, realm, password),
+            sip_user=sip_user, app_id=app_id, realm=keys.realm, display_name=display_name,
+            extension=ext, ha1_md5=keys.ha1_md5, ha1_sha256=keys.ha1_sha256,
         )
         try:
             async with self._config_write() as s:
@@ -203,17 +218,15 @@ class SqlStore(CallTables):
         async with self._read() as s:
             return [_device_rec(d) for d in await s.scalars(q)]
 
-    async def set_password(
-        self, sip_user: str, password: str, *, realm: str, app_id: str | None = None
+    async def set_keys(
+        self, sip_user: str, keys: DigestKeys, *, app_id: str | None = None
     ) -> DeviceRec:
-        validate.password(password)
+        """A new password for the device, as its ``DigestKeys``."""
         async with self._config_write() as s:
             dev = await s.get(Device, sip_user)
             if dev is None or (app_id is not None and dev.app_id != app_id):
                 raise _no_device(sip_user)
-            dev.realm = realm
-            dev.ha1_md5 = ha1("MD5", sip_user, realm, password)
-            dev.ha1_sha256 = ha1("SHA-256", sip_user, realm, password)
+            dev.realm, dev.ha1_md5, dev.ha1_sha256 = keys.realm, keys.ha1_md5, keys.ha1_sha256
             return _device_rec(dev)
 
     async def remove_device(self, sip_user: str, *, app_id: str | None = None) -> None:
@@ -226,6 +239,9 @@ class SqlStore(CallTables):
             number = await s.scalar(select(Did.number).where(Did.sip_user == sip_user).limit(1))
             if number is not None:
                 raise Conflict(f"DID {number} still rings device {sip_user!r}; remove it first")
+            user = await self.device_users(s, dev.app_id, sip_user, dev.extension)
+            if user is not None:
+                raise Conflict(f"{user} uses device {sip_user!r}; change it first")
             await s.delete(dev)
 
     # DIDs -------------------------------------------------------------------
@@ -281,15 +297,17 @@ class SqlStore(CallTables):
     async def add_trunk(
         self, app_id: str, name: str, *, host: str, port: int = 5060, transport: str = "udp",
         username: str | None = None, password: str | None = None,
-        prefix: str = "", strip: int = 0,
+        prefix: str = "", strip: int = 0, routes: str | Sequence[str] = "", priority: int = 0,
     ) -> TrunkRec:
         validate.trunk(
             name=name, host=host, port=port, transport=transport, username=username,
             password=password, prefix=prefix, strip=strip,
         )
+        served = validate.routes(routes if isinstance(routes, str) else list(routes))
         trunk = Trunk(
             app_id=app_id, name=name, host=host, port=port, transport=transport,
-            username=username, password=password, prefix=prefix, strip=strip,
+            username=username, prefix=prefix, strip=strip,
+            routes=",".join(served), priority=validate.priority(priority),
         )
         try:
             async with self._config_write() as s:
@@ -301,17 +319,40 @@ class SqlStore(CallTables):
                 if taken is not None:
                     raise Conflict(f"trunk {name!r} already exists in this app")
                 s.add(trunk)
-                await s.flush()  # assigns trunk_id
-                return _trunk_rec(trunk)
+                await s.flush()  # assigns trunk_id, which the sealed password is bound to
+                if password is not None:
+                    trunk.password = self._seal_trunk_password(trunk.trunk_id, password)
+                return self._trunk_rec(trunk)
         except IntegrityError:
             raise Conflict(f"trunk {name!r} already exists in this app") from None
+
+    async def update_trunk(
+        self, name: str, *, app_id: str, routes: str | Sequence[str] | None = None,
+        priority: int | None = None,
+    ) -> TrunkRec:
+        """Change how a trunk is chosen for outbound calls; ``None`` keeps a value and
+        empty ``routes`` makes the trunk serve every number."""
+        served = None if routes is None else validate.routes(
+            routes if isinstance(routes, str) else list(routes))
+        if priority is not None:
+            validate.priority(priority)
+        async with self._config_write() as s:
+            trunk = await s.scalar(
+                select(Trunk).where(Trunk.app_id == app_id, Trunk.name == name))
+            if trunk is None:
+                raise NotFound(f"trunk {name!r} does not exist in app {app_id!r}")
+            if served is not None:
+                trunk.routes = ",".join(served)
+            if priority is not None:
+                trunk.priority = priority
+            return self._trunk_rec(trunk)
 
     async def list_trunks(self, app_id: str | None = None) -> Sequence[TrunkRec]:
         q = select(Trunk).order_by(Trunk.app_id, Trunk.trunk_id)
         if app_id is not None:
             q = q.where(Trunk.app_id == app_id)
         async with self._read() as s:
-            return [_trunk_rec(t) for t in await s.scalars(q)]
+            return [self._trunk_rec(t) for t in await s.scalars(q)]
 
     async def remove_trunk(self, name: str, *, app_id: str) -> None:
         async with self._config_write() as s:

@@ -21,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 # (floor() is missing from SQLite builds without the math functions). The cast
 # truncates towards zero on SQLite and rounds to nearest on PostgreSQL: either way the
 # candidate is the day or the one after, and the one after is the one whose midnight
-# lies after started_at. Matches ``utc_day`` in store/calls.py.
+# lies after started_at. Matches ``utc_day`` in store/cdrs.py.
 _CANDIDATE = "CAST(started_at / 86400 AS BIGINT)"
 _DAY = f"{_CANDIDATE} - CASE WHEN {_CANDIDATE} * 86400 > started_at THEN 1 ELSE 0 END"
 

@@ -1,0 +1,321 @@
+"""The webhook tables: endpoints, and the outbox of deliveries (a ``SqlStore`` part).
+
+A delivery is written ``pending`` in the transaction that records its event, and
+becomes ``delivered`` when its endpoint answered 2xx. Deliveries are never dropped for
+failing: the endpoint rests between attempts (``backoff.py``) and is disabled after
+too many failures in a row; its deliveries wait, and go out once it is enabled again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import string
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
+
+from tongdai.store.engine import Database, rowcount
+from tongdai.store.errors import Conflict, NotFound
+from tongdai.store.models import App
+from tongdai.store.sealing import Sealed, SecretBox
+from tongdai.webhooks.rows import WebhookDeliveryRow, WebhookEndpointRow
+
+PENDING = "pending"
+DELIVERED = "delivered"
+STATUSES = (PENDING, DELIVERED)
+MAX_ENDPOINTS_PER_APP = 16
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointRec:
+    endpoint_id: str
+    app_id: str
+    url: str
+    events: tuple[str, ...]
+    secret: Sealed
+    enabled: bool
+    failures: int
+    paused_until: float
+    disabled_reason: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewDelivery:
+    delivery_id: str
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    order_key: str
+    body: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryRec:
+    seq: int
+    delivery_id: str
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    order_key: str
+    body: str
+    status: str
+    attempts: int
+    last_error: str
+    created_at: float
+    delivered_at: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    """What one attempt at a delivery came to."""
+
+    seq: int
+    ok: bool
+    at: float
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointState:
+    """An endpoint's failure count and rest, as the sender last set them."""
+
+    endpoint_id: str
+    failures: int
+    paused_until: float
+    disabled_reason: str = ""  # set: the endpoint is disabled for this reason
+
+
+def new_endpoint_id() -> str:
+    return "wh_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
+
+
+def new_delivery_id() -> str:
+    return "whd_" + secrets.token_hex(16)
+
+
+def _no_endpoint(endpoint_id: str) -> NotFound:
+    return NotFound(f"webhook {endpoint_id!r} does not exist (see tongdai webhook list)")
+
+
+def _delivery(r: WebhookDeliveryRow) -> DeliveryRec:
+    return DeliveryRec(
+        seq=r.seq, delivery_id=r.delivery_id, endpoint_id=r.endpoint_id, event_id=r.event_id,
+        event_type=r.event_type, order_key=r.order_key, body=r.body, status=r.status,
+        attempts=r.attempts, last_error=r.last_error, created_at=r.created_at,
+        delivered_at=r.delivered_at,
+    )
+
+
+# Executed many times per statement (one parameter set per attempt): built once.
+_DELIVERED = (update(WebhookDeliveryRow).where(WebhookDeliveryRow.seq == bindparam("s"))
+              .values(status=DELIVERED, delivered_at=bindparam("at"), last_error="",
+                      attempts=WebhookDeliveryRow.attempts + 1))
+_FAILED = (update(WebhookDeliveryRow).where(WebhookDeliveryRow.seq == bindparam("s"))
+           .values(last_error=bindparam("err"), attempts=WebhookDeliveryRow.attempts + 1))
+_ADD = insert(WebhookDeliveryRow).returning(WebhookDeliveryRow.seq,
+                                            sort_by_parameter_order=True)
+_ENDPOINT_STATE = (update(WebhookEndpointRow)
+                   .where(WebhookEndpointRow.endpoint_id == bindparam("e"))
+                   .values(failures=bindparam("f"), paused_until=bindparam("p")))
+
+
+class WebhookTables(Database):
+    _box: SecretBox  # set by SecretRows.__init__
+
+    def _endpoint(self, r: WebhookEndpointRow | Row[Any]) -> EndpointRec:
+        return EndpointRec(
+            endpoint_id=r.endpoint_id, app_id=r.app_id, url=r.url,
+            events=tuple(e for e in r.events.split(",") if e),
+            secret=self._box.wrap(r.secret, _secret_context(r.endpoint_id)),
+            enabled=r.enabled, failures=r.failures, paused_until=r.paused_until,
+            disabled_reason=r.disabled_reason, created_at=r.created_at,
+        )
+
+    # Endpoints (configuration: each change bumps the config version) ---------
+
+    async def add_webhook(self, app_id: str, url: str, events: Sequence[str], *,
+                          secret: str, now: float) -> EndpointRec:
+        endpoint_id = new_endpoint_id()
+        async with self._config_write() as s:
+            if await s.get(App, app_id) is None:
+                raise NotFound(f"app {app_id!r} does not exist")
+            count = await s.scalar(select(func.count()).select_from(WebhookEndpointRow)
+                                   .where(WebhookEndpointRow.app_id == app_id))
+            if (count or 0) >= MAX_ENDPOINTS_PER_APP:
+                raise Conflict(f"app {app_id!r} already has {MAX_ENDPOINTS_PER_APP} webhooks;"
+                               " remove one first")
+            row = WebhookEndpointRow(
+                endpoint_id=endpoint_id, app_id=app_id, url=url, events=",".join(events),
+                secret=self._box.seal(secret, _secret_context(endpoint_id)), enabled=True,
+                failures=0, paused_until=0.0, disabled_reason="", created_at=now)
+            s.add(row)
+        return self._endpoint(row)
+
+    async def get_webhook(self, endpoint_id: str) -> EndpointRec | None:
+        async with self._read() as s:
+            row = await s.get(WebhookEndpointRow, endpoint_id)
+            return None if row is None else self._endpoint(row)
+
+    async def list_webhooks(self, app_id: str | None = None) -> Sequence[EndpointRec]:
+        q = select(WebhookEndpointRow).order_by(WebhookEndpointRow.app_id,
+                                                WebhookEndpointRow.created_at)
+        if app_id is not None:
+            q = q.where(WebhookEndpointRow.app_id == app_id)
+        async with self._read() as s:
+            return [self._endpoint(r) for r in (await s.scalars(q)).all()]
+
+    async def enable_webhook(self, endpoint_id: str, *, enabled: bool = True,
+                             reason: str = "") -> EndpointRec:
+        """Enable (failures forgotten, no rest) or disable an endpoint."""
+        async with self._config_write() as s:
+            row = await s.get(WebhookEndpointRow, endpoint_id)
+            if row is None:
+                raise _no_endpoint(endpoint_id)
+            row.enabled = enabled
+            row.disabled_reason = "" if enabled else (reason or "disabled")
+            if enabled:
+                row.failures, row.paused_until = 0, 0.0
+        return self._endpoint(row)
+
+    async def remove_webhook(self, endpoint_id: str) -> None:
+        """Delete an endpoint and its deliveries, sent or not."""
+        async with self._config_write() as s:
+            res = await s.execute(delete(WebhookEndpointRow)
+                                  .where(WebhookEndpointRow.endpoint_id == endpoint_id))
+            if rowcount(res) == 0:
+                raise _no_endpoint(endpoint_id)
+
+    # The outbox ----------------------------------------------------------------
+
+    async def add_deliveries(self, rows: Sequence[NewDelivery], *, node: str) -> list[int]:
+        """Write deliveries ``pending``, in the given order (their ``seq`` order);
+        returns their ``seq``, in the same order."""
+        if not rows:
+            return []
+        values = [{
+            "delivery_id": r.delivery_id, "endpoint_id": r.endpoint_id,
+            "event_id": r.event_id, "event_type": r.event_type, "order_key": r.order_key,
+            "node": node, "body": r.body, "status": PENDING, "attempts": 0, "last_error": "",
+            "created_at": r.created_at, "delivered_at": None,
+        } for r in rows]
+        # seq follows list order; RETURNING sorted by parameter order gives each row
+        # its seq (SQLAlchemy batches the rows: "insertmanyvalues"), so the sender can
+        # take them as they are committed. Core in a group commit: the publisher waits
+        # for this commit.
+        def write(conn: Connection) -> list[int]:
+            return list(conn.execute(_ADD, values).scalars())
+
+        return await self._write_core(write)
+
+    async def webhook_backlog(self, node: str) -> tuple[int, float | None]:
+        """How many deliveries of ``node`` wait, and when the oldest was created."""
+        d = WebhookDeliveryRow
+        # The (node, status, seq) index covers it: only pending rows are read.
+        q = select(func.count(), func.min(d.created_at)).where(
+            d.node == node, d.status == PENDING)
+        async with self._engine.connect() as conn:
+            count, oldest = (await conn.execute(q)).one()
+        return int(count), float(oldest) if oldest is not None else None
+
+    async def pending_deliveries(
+        self, *, node: str, now: float, limit: int, exclude: Collection[int] = (),
+        skip_endpoints: Collection[str] = (),
+    ) -> Sequence[tuple[DeliveryRec, EndpointRec]]:
+        """The oldest pending deliveries of ``node`` whose endpoint is enabled and not
+        resting, oldest first, each with its endpoint; ``exclude``: seqs being sent,
+        ``skip_endpoints``: endpoints the caller cannot send to now."""
+        d, e = WebhookDeliveryRow, WebhookEndpointRow
+        # Plain rows, not ORM objects: the sender reads this many times a second.
+        q = (select(d.seq, d.delivery_id, d.endpoint_id, d.event_id, d.event_type,
+                    d.order_key, d.body, d.status, d.attempts, d.last_error, d.created_at,
+                    d.delivered_at)
+             .join(e, e.endpoint_id == d.endpoint_id)
+             .where(d.node == node, d.status == PENDING, e.enabled.is_(True),
+                    e.paused_until <= now)
+             .order_by(d.seq).limit(limit))
+        params: dict[str, object] = {}
+        if exclude:
+            q = q.where(d.seq.not_in(bindparam("busy", expanding=True)))
+            params["busy"] = list(exclude)
+        if skip_endpoints:
+            q = q.where(d.endpoint_id.not_in(bindparam("full", expanding=True)))
+            params["full"] = list(skip_endpoints)
+        # Core on one connection (one snapshot): no ORM session, no identity map.
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(q, params)).all()
+            ids = {r.endpoint_id for r in rows}
+            endpoints = {x.endpoint_id: self._endpoint(x) for x in (await conn.execute(
+                select(*e.__table__.c).where(e.endpoint_id.in_(ids)))).all()} if ids else {}
+        return [(DeliveryRec(**r._asdict()), endpoints[r.endpoint_id]) for r in rows]
+
+    async def record_attempts(self, attempts: Sequence[Attempt],
+                              endpoints: Sequence[EndpointState]) -> None:
+        """Store what attempts came to and where their endpoints stand, at once."""
+        ok = [{"s": a.seq, "at": a.at} for a in attempts if a.ok]
+        failed = [{"s": a.seq, "err": a.error[:255]} for a in attempts if not a.ok]
+        states = [{"e": e.endpoint_id, "f": e.failures, "p": e.paused_until}
+                  for e in endpoints]
+
+        def write(conn: Connection) -> None:  # Core in a group commit: a hot path
+            if ok:
+                conn.execute(_DELIVERED, ok)
+            if failed:
+                conn.execute(_FAILED, failed)
+            if states:
+                conn.execute(_ENDPOINT_STATE, states)
+
+        await self._write_core(write)
+        for e in endpoints:
+            if e.disabled_reason:
+                # A configuration change, so every process stops queueing for it.
+                with contextlib.suppress(NotFound):  # removed meanwhile: nothing to do
+                    await self.enable_webhook(e.endpoint_id, enabled=False,
+                                              reason=e.disabled_reason)
+
+    async def list_deliveries(
+        self, *, app_id: str | None = None, endpoint_id: str | None = None,
+        status: str | None = None, limit: int = 50,
+    ) -> Sequence[DeliveryRec]:
+        """Newest first."""
+        q = select(WebhookDeliveryRow).order_by(WebhookDeliveryRow.seq.desc()).limit(limit)
+        if endpoint_id is not None:
+            q = q.where(WebhookDeliveryRow.endpoint_id == endpoint_id)
+        if app_id is not None:
+            q = q.where(WebhookDeliveryRow.endpoint_id.in_(
+                select(WebhookEndpointRow.endpoint_id)
+                .where(WebhookEndpointRow.app_id == app_id)))
+        if status is not None:
+            q = q.where(WebhookDeliveryRow.status == status)
+        async with self._read() as s:
+            return [_delivery(r) for r in (await s.scalars(q)).all()]
+
+    async def redeliver(self, delivery_id: str, *, node: str) -> DeliveryRec:
+        """Send a delivery again (same id and body), from ``node``, as soon as its
+        endpoint is enabled and not resting."""
+        async with self._write() as s:
+            row = await s.scalar(select(WebhookDeliveryRow)
+                                 .where(WebhookDeliveryRow.delivery_id == delivery_id))
+            if row is None:
+                raise NotFound(f"delivery {delivery_id!r} does not exist "
+                               "(see tongdai webhook deliveries)")
+            row.status, row.node, row.delivered_at = PENDING, node, None
+        return _delivery(row)
+
+    async def purge_deliveries(self, *, delivered_before: float) -> int:
+        """Forget deliveries delivered before the given time; pending ones are kept."""
+        async with self._write() as s:
+            res = await s.execute(
+                delete(WebhookDeliveryRow)
+                .where(WebhookDeliveryRow.status == DELIVERED,
+                       WebhookDeliveryRow.delivered_at < delivered_before))
+            return rowcount(res)
+
+
+def _secret_context(endpoint_id: str) -> str:
+    return f"webhook_endpoints.secret:{endpoint_id}"
