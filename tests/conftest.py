@@ -10,6 +10,7 @@ PostgreSQL cases are skipped locally, and fail when ``CI`` is set.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -118,3 +119,19 @@ async def store(
             yield st
         finally:
             await st.close()
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored() -> Iterator[None]:
+    """Tests that run the CLI in-process configure the root logger onto the test's
+    captured stderr; put the root logger back so no later test logs to a closed stream."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers and type(handler) is logging.StreamHandler:  # not pytest's
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
