@@ -4,13 +4,16 @@ for what memory does not hold, and a call's order holds across both paths."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from tests.store.support import STORE_KEY
 
-from tongdai.store.sql import SqlStore
-from tongdai.webhooks.store import EndpointRec
+from tongdai.bus import Event, InProcessBus
+from tongdai.store.sql import SqlStore, open_store
+from tongdai.webhooks.service import WebhookService
+from tongdai.webhooks.store import NewDelivery, OutboxRead
 
 from .receiver import Receiver
 from .test_delivery import (
@@ -25,15 +28,27 @@ from .test_delivery import (
 
 
 class _Reads:
-    """Counts the sender's reads of the outbox."""
+    """The sender's reads of the outbox: how many began, and which deliveries each
+    one that ended got (by the number it began with)."""
 
     def __init__(self, store: SqlStore) -> None:
         self.count = 0
-        self._read = store.pending_deliveries
+        self.got: dict[int, set[str]] = {}
+        self._read = store.read_outbox
 
-    async def __call__(self, **kw: object) -> Sequence[tuple[object, EndpointRec]]:
+    async def __call__(self, **kw: object) -> OutboxRead:
         self.count += 1
-        return await self._read(**kw)  # type: ignore[arg-type]
+        n = self.count
+        got = await self._read(**kw)  # type: ignore[arg-type]
+        self.got[n] = {d.delivery_id for d, _ in got.rows}
+        return got
+
+    async def one_after(self, n: int) -> set[str]:
+        """What the first read begun after read number ``n`` got, once it ended."""
+        async def ended() -> bool:
+            return any(k > n for k in self.got)
+        await _until(ended)
+        return self.got[min(k for k in self.got if k > n)]
 
 
 async def test_fresh_deliveries_are_sent_without_reading_the_outbox(
@@ -44,7 +59,7 @@ async def test_fresh_deliveries_are_sent_without_reading_the_outbox(
     await rx.start()
     await store.add_webhook(app.app_id, rx.url, ("call.*",), secret=SECRET, now=1.0)
     reads = _Reads(store)
-    monkeypatch.setattr(store, "pending_deliveries", reads)
+    monkeypatch.setattr(store, "read_outbox", reads)
     svc = await _service(store, _settings(tmp_path))
     events = _call_events(app.app_id, 10)
     try:
@@ -95,3 +110,107 @@ async def test_a_calls_order_holds_when_its_endpoint_has_deliveries_to_retry(
     order = _per_call_order(rx)
     assert len(order) == 5
     assert all(v == ["call.ringing", "call.answered", "call.ended"] for v in order.values())
+
+
+async def test_a_delivery_read_back_before_it_is_handed_over_is_sent_once(
+    store: SqlStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The outbox write commits; the sender's poll reads the new row back before the
+    outbox hands it over in memory. One of the two paths sends it, not both."""
+    app = await store.create_app("acme")
+    rx = Receiver(secrets=[SECRET])
+    await rx.start()
+    await store.add_webhook(app.app_id, rx.url, ("call.*",), secret=SECRET, now=1.0)
+    reads = _Reads(store)
+    monkeypatch.setattr(store, "read_outbox", reads)
+    write, raced = store.add_deliveries, False
+    read_back: set[str] = set()
+
+    async def write_then_read(rows: Sequence[NewDelivery], *, node: str) -> list[int]:
+        seqs = await write(rows, node=node)
+        if raced:  # committed: the next poll reads it before the hand-off
+            read_back.update(await reads.one_after(reads.count))
+        return seqs
+
+    monkeypatch.setattr(store, "add_deliveries", write_then_read)
+    svc = await _service(store, _settings(tmp_path))
+    ringing, answered, ended = _call_events(app.app_id, 1)
+    try:
+        await svc.bus.publish(ringing)  # the sender learns the endpoint's state
+        await rx.wait_for(1)
+        raced = True
+        await svc.bus.publish(answered)
+        raced = False
+        # The same call's next event goes out after any second copy of the last.
+        await svc.bus.publish(ended)
+        await rx.wait_for(3)
+    finally:
+        await svc.stop()
+        await rx.stop()
+    [answered_id] = [r.delivery_id for r in rx.got if r.event == "call.answered"][:1]
+    assert answered_id in read_back  # the interleaving happened
+    assert [r.event for r in rx.got] == ["call.ringing", "call.answered", "call.ended"]
+
+
+def _node(store: SqlStore, settings: object, node: str,
+          clock: Callable[[], float]) -> WebhookService:
+    return WebhookService(store=store, bus=InProcessBus(), settings=settings,  # type: ignore[arg-type]
+                          node=node, wall_clock=clock)
+
+
+async def test_a_calls_order_holds_when_another_node_rests_the_endpoint(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Node B's retry waits in the database; node A then rests the shared endpoint for
+    long. When B's own rest is over, its read gets nothing of that endpoint: B must
+    not take that for "all read back" and send the call's next event ahead."""
+    st_a = await open_store(db_url, key=STORE_KEY)
+    st_b = await open_store(db_url, key=STORE_KEY)
+    rx = Receiver(secrets=[SECRET])
+    await rx.start()
+    app = await st_a.create_app("acme")
+    hook = await st_a.add_webhook(app.app_id, rx.url, ("call.*",), secret=SECRET, now=1.0)
+    reads_b = _Reads(st_b)
+    monkeypatch.setattr(st_b, "read_outbox", reads_b)
+    skew = [0.0]  # B's clock, moved on past B's own rest
+    # A rests the endpoint 300-600 s after a failure, B 15-30 s.
+    a = _node(st_a, _settings(tmp_path, webhook_retry_base=600.0, webhook_retry_max=600.0),
+              "node-a", time.time)
+    b = _node(st_b, _settings(tmp_path, webhook_retry_base=30.0, webhook_retry_max=30.0),
+              "node-b", lambda: time.time() + skew[0])
+
+    def event(kind: str, call: str) -> Event:
+        return Event(type=kind, app_id=app.app_id, sip_users=("u1",), ts=time.time(),
+                     data={"call_id": call})
+
+    async def rests(longer_than: float) -> None:
+        async def resting() -> bool:
+            e = await st_a.get_webhook(hook.endpoint_id)
+            return e is not None and e.paused_until > time.time() + longer_than
+        await _until(resting)
+
+    await a.start()
+    await b.start()
+    try:
+        await b.bus.publish(event("call.ringing", "x"))  # each node learns the endpoint
+        await a.bus.publish(event("call.ringing", "w"))
+        await rx.wait_for(2)
+        rx.status = 500
+        await b.bus.publish(event("call.ringing", "y"))  # fails: B rests, y waits
+        await rests(10.0)
+        await a.bus.publish(event("call.ringing", "z"))  # fails: A rests the endpoint
+        await rests(100.0)
+        rx.status = 200
+        skew[0] = 40.0  # B's rest is over; the endpoint's is not
+        b.sender.wake()
+        await reads_b.one_after(reads_b.count)
+        await b.bus.publish(event("call.answered", "y"))
+        await st_a.enable_webhook(hook.endpoint_id)  # an administrator ends the rest
+        await rx.wait_for(5)
+    finally:
+        await b.stop()
+        await a.stop()
+        await rx.stop()
+        await st_b.close()
+        await st_a.close()
+    assert _per_call_order(rx)["y"] == ["call.ringing", "call.answered"]

@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from tongdai import logs
@@ -60,16 +60,37 @@ def body_of(event: Event, event_id: str) -> str:
     }, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-# Deliveries just committed, each with its endpoint (as the outbox knew it).
-Written = Callable[[Sequence[tuple[DeliveryRec, EndpointRec]]], None]
+class Handoff(Protocol):
+    """Who sends the deliveries written (the sender), told of each write before and
+    after it, so that a delivery has one owner (``webhooks/sender.py``)."""
+
+    def claim(self, rows: Sequence[NewDelivery]) -> None:
+        """About to be written."""
+
+    def take(self, rows: Sequence[tuple[DeliveryRec, EndpointRec]]) -> None:
+        """Committed (seq order), each with its endpoint as the outbox knew it."""
+
+    def unclaim(self, rows: Sequence[NewDelivery]) -> None:
+        """The write failed; some may have committed all the same."""
+
+
+class _NoHandoff:
+    def claim(self, rows: Sequence[NewDelivery]) -> None:
+        pass
+
+    def take(self, rows: Sequence[tuple[DeliveryRec, EndpointRec]]) -> None:
+        pass
+
+    def unclaim(self, rows: Sequence[NewDelivery]) -> None:
+        pass
 
 
 class Outbox:
     def __init__(self, *, store: OutboxStore, node: str,
-                 on_written: Written = lambda rows: None) -> None:
+                 handoff: Handoff | None = None) -> None:
         self._store = store
         self._node = node
-        self._on_written = on_written
+        self._handoff: Handoff = handoff or _NoHandoff()
         self._endpoints: dict[str, list[EndpointRec]] = {}
         self._version = -1
         self._queue: list[tuple[list[NewDelivery], list[EndpointRec],
@@ -141,16 +162,21 @@ class Outbox:
         endpoints = [e for _, es, _ in batch for e in es]
         seqs: list[int] = []
         error: BaseException | None = None
-        for attempt in range(3):
-            try:
-                seqs = await self._store.add_deliveries(rows, node=self._node)
-                error = None
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database is away: try again shortly
-                error = exc
-                await asyncio.sleep(0.2 * (attempt + 1))
+        self._handoff.claim(rows)
+        try:
+            for attempt in range(3):
+                try:
+                    seqs = await self._store.add_deliveries(rows, node=self._node)
+                    error = None
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the database is away: try again shortly
+                    error = exc
+                    await asyncio.sleep(0.2 * (attempt + 1))
+        except BaseException:
+            self._handoff.unclaim(rows)
+            raise
         for _, _, fut in batch:
             if fut.done():
                 continue
@@ -159,9 +185,10 @@ class Outbox:
             else:
                 fut.set_exception(error)
         if error is None:
-            self._on_written([(_committed(r, seq), e)
-                              for r, seq, e in zip(rows, seqs, endpoints, strict=True)])
+            self._handoff.take([(_committed(r, seq), e)
+                                for r, seq, e in zip(rows, seqs, endpoints, strict=True)])
         else:
+            self._handoff.unclaim(rows)
             logs.event(log, "webhook.outbox_failed", level=logging.ERROR,
                        deliveries=len(rows), error=type(error).__name__)
 

@@ -15,6 +15,13 @@ over from before a start, those of a resting or failed endpoint (retries), those
 handed back for waiting too long, and redeliveries. While the database may hold an
 endpoint's deliveries that memory does not (``_behind``), its fresh ones are parked
 until a read brings those: then both go out in seq order, so a call's order holds.
+Whether a read brought them all is judged by the endpoint's state in the read's own
+snapshot, not by this node's memory: another node may have rested the endpoint.
+
+Each delivery has one owner: a delivery being written is claimed (``claim``) before
+its commit, so a read of the outbox that sees it before the outbox hands it over
+(``take``) leaves it alone; a delivery handed to a group or parked is in ``_busy``,
+which every read skips.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,6 +45,8 @@ from tongdai.webhooks.store import (
     DeliveryRec,
     EndpointRec,
     EndpointState,
+    NewDelivery,
+    OutboxRead,
 )
 
 log = logging.getLogger("tongdai.webhooks")
@@ -53,10 +62,10 @@ BATCH_WINDOW = 0.005
 
 
 class SenderStore(Protocol):
-    async def pending_deliveries(
+    async def read_outbox(
         self, *, node: str, now: float, limit: int, exclude: Collection[int] = (),
-        skip_endpoints: Collection[str] = (),
-    ) -> Sequence[tuple[DeliveryRec, EndpointRec]]: ...
+        skip_endpoints: Collection[str] = (), watch: Collection[str] = (),
+    ) -> OutboxRead: ...
     async def record_attempts(self, attempts: Sequence[Attempt],
                               endpoints: Sequence[EndpointState]) -> None: ...
     async def purge_deliveries(self, *, delivered_before: float) -> int: ...
@@ -119,6 +128,10 @@ class Sender:
         # The seqs handed to group tasks and not yet recorded: a read of the outbox
         # skips them (it may predate their commit: they may be sent already).
         self._busy: set[int] = set()
+        # The deliveries being written to the outbox (by id: their seq is not known
+        # before the commit): the outbox hands them over once committed, so a read
+        # that sees them first leaves them alone.
+        self._claimed: set[str] = set()
         # Rows read and waiting for a request slot, their order key or their endpoint
         # (seq order); each read of the outbox hands over all it got, so none is read
         # twice while its endpoint can take it.
@@ -150,10 +163,24 @@ class Sender:
         """New deliveries were written: look now rather than at the next poll."""
         self._wake.set()
 
+    def claim(self, rows: Sequence[NewDelivery]) -> None:
+        """Deliveries about to be written to the outbox: ``take`` (or ``unclaim``)
+        follows their commit, and until then no read of the outbox sends them."""
+        self._claimed.update(r.delivery_id for r in rows)
+
+    def unclaim(self, rows: Sequence[NewDelivery]) -> None:
+        """Claimed deliveries whose write failed, or may have: what did commit is the
+        database's to give, so their endpoints' fresh deliveries wait for a read."""
+        self._claimed.difference_update(r.delivery_id for r in rows)
+        for eid in {r.endpoint_id for r in rows}:
+            self._left(eid)
+        self._wake.set()
+
     def take(self, rows: Sequence[tuple[DeliveryRec, EndpointRec]]) -> None:
         """Deliveries just committed to the outbox (seq order): sent from memory, unless
         their endpoint's older deliveries wait in the database (then they are read
         with those, in order)."""
+        self._claimed.difference_update(d.delivery_id for d, _ in rows)
         if self._stopping or self._task is None:
             return
         now = self._wall()
@@ -251,23 +278,27 @@ class Sender:
         self._reads += 1
         read, self._released = self._reads, set()
         self._next_read = now + self._policy.poll
+        watch = tuple(self._behind)
         try:
-            rows = await self._store.pending_deliveries(
+            got = await self._store.read_outbox(
                 node=self._node, now=now, limit=self._policy.batch,
-                exclude=tuple(self._busy), skip_endpoints=full)
+                exclude=tuple(self._busy), skip_endpoints=full, watch=watch)
             released = self._released
         finally:
             self._released = None
-        caught_up = (self._caught_up(read, now, skipped=set(full))
-                     if len(rows) < self._policy.batch else ())
-        # Taken from memory or sent meanwhile: not twice.
-        rows = [(d, e) for d, e in rows if d.seq not in self._busy and d.seq not in released]
+        caught_up = (self._caught_up(read, now, got.endpoints, skipped=set(full))
+                     if len(got.rows) < self._policy.batch else ())
+        # Taken from memory, sent meanwhile, or about to be handed over: not twice.
+        rows = [(d, e) for d, e in got.rows if d.seq not in self._busy
+                and d.seq not in released and d.delivery_id not in self._claimed]
         for eid, e in {e.endpoint_id: e for _, e in rows}.items():
             st = self._state.get(eid)
             # The stored state is current unless one of our groups is still sending.
             if st is None or st.busy == 0:
                 self._state[eid] = _Endpoint(endpoint=e, failures=e.failures,
                                              paused_until=e.paused_until)
+        for eid in watch:
+            self._rested_elsewhere(got.endpoints.get(eid))
         for eid in caught_up:
             rows.extend(self._parked.pop(eid, ()))
         if not rows:
@@ -283,20 +314,38 @@ class Sender:
         self._ready.extend(rows)
         self._busy.update(d.seq for d, _ in rows)
 
-    def _caught_up(self, read: int, now: float, *, skipped: Collection[str]) -> list[str]:
+    def _caught_up(self, read: int, now: float, endpoints: Mapping[str, EndpointRec], *,
+                   skipped: Collection[str]) -> list[str]:
         """Read number ``read`` got every pending delivery of the endpoints it could
-        (not skipped, not resting, enabled): those left behind before it began are
-        all in memory now. Returns them."""
+        (not skipped; enabled and not resting in the read's snapshot, ``endpoints``):
+        those left behind before it began are all in memory now. Returns them.
+
+        This node's memory cannot judge it: another node may have rested or disabled
+        the endpoint since (the read then left its rows out while memory says ready).
+        """
         done = []
         for eid, first in tuple(self._behind.items()):
-            st = self._state.get(eid)
             if first > read or eid in skipped:
                 continue
-            if st is not None and (st.disabled or st.paused_until > now):
+            e = endpoints.get(eid)  # None: removed, and its deliveries with it
+            if e is not None and (not e.enabled or e.paused_until > now):
                 continue  # the read did not include its rows
             del self._behind[eid]
             done.append(eid)
         return done
+
+    def _rested_elsewhere(self, e: EndpointRec | None) -> None:
+        """An endpoint behind, as the database has it: a rest set by another node is
+        kept here too, so this node neither sends to it nor wakes before it ends."""
+        if e is None:
+            return
+        st = self._state.get(e.endpoint_id)
+        if st is None:
+            self._state[e.endpoint_id] = _Endpoint(endpoint=e, failures=e.failures,
+                                                   paused_until=e.paused_until)
+        elif e.paused_until > st.paused_until:
+            st.failures = max(st.failures, e.failures)
+            st.paused_until = e.paused_until
 
     def _left(self, endpoint_id: str) -> None:
         """Pending deliveries of this endpoint are in the database only."""

@@ -39,7 +39,7 @@ class WebhookService:
         self.sender = Sender(
             store=store, node=node, guard=Guard(allow_private=settings.webhook_allow_private),
             policy=policy(settings), wall_clock=wall_clock, on_disabled=self._disabled)
-        self.outbox = Outbox(store=store, node=node, on_written=self.sender.take)
+        self.outbox = Outbox(store=store, node=node, handoff=self.sender)
         self.bus = OutboxBus(bus, self.outbox)
         self._tasks: set[asyncio.Task[None]] = set()
 

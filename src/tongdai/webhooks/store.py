@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import string
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +89,15 @@ class EndpointState:
     failures: int
     paused_until: float
     disabled_reason: str = ""  # set: the endpoint is disabled for this reason
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxRead:
+    """What one read of the outbox got: pending deliveries with their endpoints, and
+    the endpoints the reader asked to watch, all from one snapshot."""
+
+    rows: Sequence[tuple[DeliveryRec, EndpointRec]]
+    endpoints: Mapping[str, EndpointRec]  # by id; a removed endpoint is absent
 
 
 def new_endpoint_id() -> str:
@@ -230,6 +239,17 @@ class WebhookTables(Database):
         """The oldest pending deliveries of ``node`` whose endpoint is enabled and not
         resting, oldest first, each with its endpoint; ``exclude``: seqs being sent,
         ``skip_endpoints``: endpoints the caller cannot send to now."""
+        read = await self.read_outbox(node=node, now=now, limit=limit, exclude=exclude,
+                                      skip_endpoints=skip_endpoints)
+        return read.rows
+
+    async def read_outbox(
+        self, *, node: str, now: float, limit: int, exclude: Collection[int] = (),
+        skip_endpoints: Collection[str] = (), watch: Collection[str] = (),
+    ) -> OutboxRead:
+        """``pending_deliveries``, and the endpoints named in ``watch`` as they stood
+        when the rows were read (one snapshot): whether the read left out their
+        deliveries (a rest, or disabled, perhaps set by another node) is then known."""
         d, e = WebhookDeliveryRow, WebhookEndpointRow
         # Plain rows, not ORM objects: the sender reads this many times a second.
         q = (select(d.seq, d.delivery_id, d.endpoint_id, d.event_id, d.event_type,
@@ -246,13 +266,19 @@ class WebhookTables(Database):
         if skip_endpoints:
             q = q.where(d.endpoint_id.not_in(bindparam("full", expanding=True)))
             params["full"] = list(skip_endpoints)
-        # Core on one connection (one snapshot): no ORM session, no identity map.
+        # Core on one connection, no ORM session, no identity map; one snapshot for
+        # both statements: SQLite's transaction is one, PostgreSQL's READ COMMITTED
+        # would take one a statement (a read-only REPEATABLE READ never conflicts).
         async with self._engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execution_options(isolation_level="REPEATABLE READ")
             rows = (await conn.execute(q, params)).all()
-            ids = {r.endpoint_id for r in rows}
+            ids = {r.endpoint_id for r in rows} | set(watch)
             endpoints = {x.endpoint_id: self._endpoint(x) for x in (await conn.execute(
                 select(*e.__table__.c).where(e.endpoint_id.in_(ids)))).all()} if ids else {}
-        return [(DeliveryRec(**r._asdict()), endpoints[r.endpoint_id]) for r in rows]
+        return OutboxRead(
+            rows=[(DeliveryRec(**r._asdict()), endpoints[r.endpoint_id]) for r in rows],
+            endpoints=endpoints)
 
     async def record_attempts(self, attempts: Sequence[Attempt],
                               endpoints: Sequence[EndpointState]) -> None:
