@@ -41,8 +41,15 @@ def _rec(seq: int, kind: str, *devices: str, app_id: str = "a") -> AppRecord:
                      data={"n": seq})
 
 
+def _messages(sub: Subscriber) -> list[str]:
+    out = []
+    while (msg := sub.mailbox.next_ready()) is not None:
+        out.append(msg)
+    return out
+
+
 def _seqs(sub: Subscriber) -> list[int]:
-    return [json.loads(m)["seq"] for m in sub.mailbox.take_ready(1000)]
+    return [json.loads(line)["seq"] for m in _messages(sub) for line in m.split("\n")]
 
 
 async def _hub(limit: int = 100) -> tuple[AppStreamHub, MemoryLog]:
@@ -90,16 +97,47 @@ async def test_a_batch_past_the_queue_limit_overflows_only_who_would_take_it() -
                               since=None)).subscriber
     hub.deliver([_rec(1, "call.ringing"), _rec(2, "device.registered"),
                  _rec(3, "call.ended"), _rec(4, "device.unregistered")])
-    assert everything.mailbox.overflowed and everything.mailbox.take_ready(10) == []
+    assert everything.mailbox.overflowed and everything.mailbox.next_ready() is None
     assert not calls.mailbox.overflowed
     assert _seqs(calls) == [1, 3]
 
 
-async def test_take_ready_takes_at_most_its_limit_in_order() -> None:
+async def test_a_message_carries_at_most_per_message_events_in_order() -> None:
     hub, _ = await _hub()
-    sub = (await hub.attach(app_id="a", bindings=("call.*",), devices=None,
+    one = (await hub.attach(app_id="a", bindings=("call.*",), devices=None,
                             since=None)).subscriber
+    three = (await hub.attach(app_id="a", bindings=("call.*",), devices=None,
+                              since=None, per_message=3)).subscriber
     hub.deliver([_rec(n, "call.ringing") for n in range(1, 6)])
-    assert len(sub.mailbox.take_ready(2)) == 2
-    assert _seqs(sub) == [3, 4, 5]
-    assert sub.mailbox.take_ready(2) == []
+    hub.deliver([_rec(6, "call.ringing")])
+    hub.deliver([_rec(7, "call.ended"), _rec(8, "device.registered")])
+    hub.deliver([_rec(n, "call.ringing") for n in range(9, 13)])
+    assert [len(m.split("\n")) for m in _messages(one)] == [1] * 11
+    # Runs are built per batch (1-3 and 4-5, 6, 7, 9-11 and 12) and queued runs joined
+    # while they fit in one message; a run is never split.
+    msgs = _messages(three)
+    assert [[json.loads(line)["seq"] for line in m.split("\n")] for m in msgs] == [
+        [1, 2, 3], [4, 5, 6], [7], [9, 10, 11], [12]]
+    assert len(three.mailbox) == 0 and three.mailbox.next_ready() is None
+
+
+async def test_the_queue_limit_counts_events_not_messages() -> None:
+    hub, _ = await _hub(limit=4)
+    batched = (await hub.attach(app_id="a", bindings=("call.*",), devices=None,
+                                since=None, per_message=256)).subscriber
+    hub.deliver([_rec(n, "call.ringing") for n in range(1, 4)])
+    assert len(batched.mailbox) == 3 and not batched.mailbox.overflowed
+    hub.deliver([_rec(4, "call.ringing"), _rec(5, "call.ringing")])
+    assert batched.mailbox.overflowed
+
+
+async def test_a_subscriber_given_part_of_a_batch_gets_only_the_rest() -> None:
+    hub, log = await _hub()
+    log.records = [_rec(n, "call.ringing") for n in range(1, 4)]
+    # Attached with since=0 after records 1-3 are in the log: those come as replay; a
+    # batch 2-5 delivered later (as a log listener may) must add only 4 and 5.
+    att = await hub.attach(app_id="a", bindings=("call.*",), devices=None, since=0,
+                           per_message=256)
+    assert [json.loads(m)["seq"] for m in att.replay] == [1, 2, 3]
+    hub.deliver([_rec(n, "call.ringing") for n in range(2, 6)])
+    assert _seqs(att.subscriber) == [4, 5]

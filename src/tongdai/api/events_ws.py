@@ -98,7 +98,8 @@ class AppEventSocket:
         try:
             att = await self.hub.attach(
                 app_id=app_id, bindings=bindings, devices=devices,
-                since=int(since_raw) if since_raw is not None else None)
+                since=int(since_raw) if since_raw is not None else None,
+                per_message=BATCH if batch == "1" else 1)
         except Exception:
             log.exception("could not read the app event log")
             await _close_unavailable(websocket)
@@ -112,8 +113,7 @@ class AppEventSocket:
             first.append(json.dumps({"type": "gap", "from": att.gap[0], "to": att.gap[1]}))
         first.extend(_lines(list(att.replay)) if batch == "1" else att.replay)
         try:
-            code = await self._serve(websocket, att.subscriber.mailbox, first, app_id, secret,
-                                     batch=BATCH if batch == "1" else 1)
+            code = await self._serve(websocket, att.subscriber.mailbox, first, app_id, secret)
             if code is not None:
                 await _close(websocket, code)
         except _GONE:
@@ -126,13 +126,13 @@ class AppEventSocket:
         return app.app_secret.reveal() if app is not None else None
 
     async def _serve(self, websocket: WebSocket, mailbox: StreamMailbox, first: list[str],
-                     app_id: str, secret: str, *, batch: int) -> int | None:
+                     app_id: str, secret: str) -> int | None:
         return await _pump(
-            websocket, mailbox, self._write(websocket, mailbox, first, app_id, secret, batch),
+            websocket, mailbox, self._write(websocket, mailbox, first, app_id, secret),
             log, "app event websocket task failed")
 
     async def _write(self, websocket: WebSocket, mailbox: StreamMailbox, first: list[str],
-                     app_id: str, secret: str, batch: int) -> int:
+                     app_id: str, secret: str) -> int:
         for text in first:
             await websocket.send_text(text)
         next_ping = self.clock() + self.ping_interval
@@ -148,18 +148,18 @@ class AppEventSocket:
                 await websocket.send_text(json.dumps({"type": "ping", "ts": now}))
                 next_ping = now + self.ping_interval
                 continue
-            # Everything already queued goes out before the next wait.
-            try:
-                async with asyncio.timeout(next_ping - now):
-                    msg = await mailbox.get()
-            except TimeoutError:
-                continue
+            # With batch=1, whatever queued up while the last message was being sent goes
+            # in one (the mailbox joins it): per-message costs, not bytes, bound a
+            # websocket's throughput.
+            msg = mailbox.next_ready()
             if msg is None:
-                return TOO_SLOW if mailbox.overflowed else GOING_AWAY
-            if batch > 1:
-                # Whatever queued up while the last message was being sent goes in one:
-                # per-message costs, not bytes, bound a websocket's throughput.
-                msg = "\n".join([msg, *mailbox.take_ready(batch - 1)])
+                try:
+                    async with asyncio.timeout(next_ping - now):
+                        msg = await mailbox.get()
+                except TimeoutError:
+                    continue
+                if msg is None:
+                    return TOO_SLOW if mailbox.overflowed else GOING_AWAY
             await websocket.send_text(msg)
 
 

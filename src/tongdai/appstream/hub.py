@@ -11,6 +11,7 @@ disconnected, nobody waits for it.
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,37 +25,91 @@ _PAGE = 1000
 
 
 class StreamMailbox(Mailbox):
-    def push_many(self, msgs: Sequence[str]) -> bool:
-        """``push`` of each of ``msgs`` in one step: the same overflow rule (the client
-        ``limit`` behind), one wake-up."""
+    """A subscriber's queue of websocket messages, each holding up to ``per_message``
+    events one per line (1: one event each; more: ``batch=1``).
+
+    Events arrive in runs: a run is one event, or up to ``per_message`` of them already
+    joined, built once for every subscriber of a kind. The limit counts events, not
+    runs: a client ``limit`` events behind overflows, whatever the batching."""
+
+    def __init__(self, limit: int, *, per_message: int = 1) -> None:
+        super().__init__(limit)
+        self.per_message = per_message
+        self._sizes: deque[int] = deque()  # events in each queued run
+        self._queued = 0
+
+    def __len__(self) -> int:
+        return self._queued
+
+    def push(self, msg: str) -> bool:
+        return self.push_runs((msg,), (1,), 1)
+
+    def push_runs(self, runs: Sequence[str], sizes: Sequence[int], events: int) -> bool:
+        """Queue ``runs`` (``sizes[i]`` events in ``runs[i]``, ``events`` in all) in one
+        step: the overflow rule of ``push``, one wake-up."""
         if self.overflowed or self.closed:
             return False
-        if len(self._items) + len(msgs) > self._limit:
+        if self._queued + events > self._limit:
             self.overflowed = True
             self._items.clear()
+            self._sizes.clear()
+            self._queued = 0
             self._wake.set()
             self._finished.set()
             return False
-        self._items.extend(msgs)
+        self._items.extend(runs)
+        self._sizes.extend(sizes)
+        self._queued += events
         self._wake.set()
         return True
 
-    def take_ready(self, limit: int) -> list[str]:
-        """Up to ``limit`` more messages already queued, without waiting."""
-        if self.overflowed or self.closed:
-            return []
-        items = self._items
-        if len(items) <= limit:
-            out = list(items)
-            items.clear()
-            return out
-        return [items.popleft() for _ in range(limit)]
+    async def get(self) -> str | None:
+        """The next websocket message; None once the mailbox overflowed or was closed."""
+        while not self._items and not self.overflowed and not self.closed:
+            self._wake.clear()
+            await self._wake.wait()
+        return self.next_ready()
+
+    def next_ready(self) -> str | None:
+        """The next websocket message if one is queued, without waiting: the next run
+        and as many of those queued behind it as fit in one message."""
+        items, sizes = self._items, self._sizes
+        if self.overflowed or self.closed or not items:
+            return None
+        n = sizes.popleft()
+        msg = items.popleft()
+        if sizes and n + sizes[0] <= self.per_message:
+            parts = [msg]
+            while sizes and n + sizes[0] <= self.per_message:
+                n += sizes.popleft()
+                parts.append(items.popleft())
+            msg = "\n".join(parts)
+        self._queued -= n
+        return msg
 
 
-# A batch of one app's records with each one's message, and the (seq, message) of those
-# a kind of subscriber wants.
+def runs(msgs: Sequence[str], per_message: int) -> tuple[list[str], list[int]]:
+    """``msgs`` as the runs of a ``per_message`` subscriber, and their sizes."""
+    if per_message == 1:
+        return list(msgs), [1] * len(msgs)
+    out = ["\n".join(msgs[i:i + per_message]) for i in range(0, len(msgs), per_message)]
+    return out, [min(per_message, len(msgs) - i) for i in range(0, len(msgs), per_message)]
+
+
+# A batch of one app's records with each one's message.
 Batch = Sequence[tuple[AppRecord, str]]
-Picked = Sequence[tuple[int, str]]
+
+
+@dataclass(slots=True)
+class Picked:
+    """What one kind of subscriber wants of a batch: the (seq, message) of each record,
+    and the same messages as runs, built on first use."""
+
+    msgs: list[tuple[int, str]]
+    runs: tuple[list[str], list[int]] | None = None
+
+
+Kind = tuple[tuple[str, ...], frozenset[str] | None, int]
 
 
 class Subscriber:
@@ -70,9 +125,9 @@ class Subscriber:
         self.held: list[tuple[AppRecord, str]] | None = []  # None once live
 
     @property
-    def kind(self) -> tuple[tuple[str, ...], frozenset[str] | None]:
-        """Subscribers of one kind want the same records."""
-        return self.bindings, self.devices
+    def kind(self) -> Kind:
+        """Subscribers of one kind want the same records, in the same messages."""
+        return self.bindings, self.devices, self.mailbox.per_message
 
     def wants(self, rec: AppRecord) -> bool:
         if not matches(self.bindings, rec.type):
@@ -97,9 +152,18 @@ class Subscriber:
         if last <= floor:
             return
         self.floor = last
-        msgs = [m for seq, m in picked if seq > floor]
-        if msgs:
-            self.mailbox.push_many(msgs)
+        if not picked.msgs:
+            return
+        per_message = self.mailbox.per_message
+        if floor < batch[0][0].seq:
+            # Live, the usual case: the whole batch is new, the kind's runs fit as built.
+            if picked.runs is None:
+                picked.runs = runs([m for _, m in picked.msgs], per_message)
+            self.mailbox.push_runs(*picked.runs, len(picked.msgs))
+        else:
+            msgs = [m for seq, m in picked.msgs if seq > floor]
+            if msgs:
+                self.mailbox.push_runs(*runs(msgs, per_message), len(msgs))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,7 +193,7 @@ class AppStreamHub:
             # subscriber (bindings, devices) filters the batch once, not each one.
             batch = [(rec, rec.message()) for rec in recs]
             ordered = all(a.seq < b.seq for a, b in itertools.pairwise(recs))
-            picked: dict[object, Picked] = {}
+            picked: dict[Kind, Picked] = {}
             for sub in tuple(self._subs.get(app_id, ())):
                 if not ordered:
                     for rec, msg in batch:
@@ -137,14 +201,16 @@ class AppStreamHub:
                     continue
                 mine = picked.get(sub.kind)
                 if mine is None:
-                    mine = picked[sub.kind] = [(rec.seq, msg) for rec, msg in batch
-                                               if sub.wants(rec)]
+                    mine = picked[sub.kind] = Picked(
+                        [(rec.seq, msg) for rec, msg in batch if sub.wants(rec)])
                 sub.offer_batch(batch, mine)
 
     async def attach(self, *, app_id: str, bindings: tuple[str, ...],
-                     devices: frozenset[str] | None, since: int | None) -> Attachment:
+                     devices: frozenset[str] | None, since: int | None,
+                     per_message: int = 1) -> Attachment:
+        """Subscribe; live messages carry up to ``per_message`` events each."""
         sub = Subscriber(app_id=app_id, bindings=bindings, devices=devices,
-                         mailbox=StreamMailbox(self.queue_limit))
+                         mailbox=StreamMailbox(self.queue_limit, per_message=per_message))
         if self.closed:
             sub.mailbox.close()
         self._subs.setdefault(app_id, set()).add(sub)

@@ -3,10 +3,32 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from tongdai.bus.events import Event
+
+# One encoder for every app event: ``json.dumps`` with options builds one per call,
+# which costs more than encoding a small event.
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def to_json(obj: object) -> str:
+    """``obj`` as compact JSON, as every part of an app event is written."""
+    return _JSON.encode(obj)
+
+
+# Event types and device lists are few and repeat: their JSON is kept.
+@lru_cache(maxsize=256)
+def _type_json(kind: str) -> str:
+    return _JSON.encode(kind)
+
+
+@lru_cache(maxsize=4096)
+def devices_json(devices: tuple[str, ...]) -> str:
+    return _JSON.encode(list(devices))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -17,19 +39,25 @@ class AppRecord:
     ts: float
     devices: tuple[str, ...]
     data: dict[str, Any]
+    # ``data`` as ``to_json`` wrote it, when the log already did.
+    data_json: str | None = field(default=None, compare=False, repr=False)
 
     def message(self) -> str:
-        """The websocket message (docs/open-api.md, app-wide event stream)."""
-        return json.dumps({"type": self.type, "seq": self.seq, "ts": self.ts,
-                           "devices": list(self.devices), "data": self.data},
-                          separators=(",", ":"), ensure_ascii=False, default=str)
+        """The websocket message (docs/open-api.md, app-wide event stream): the JSON
+        object ``{"type", "seq", "ts", "devices", "data"}``, compact, built from parts
+        each encoded once."""
+        data = self.data_json if self.data_json is not None else _JSON.encode(self.data)
+        ts = self.ts
+        # float.__repr__ is how the encoder writes a finite float.
+        ts_json = repr(ts) if type(ts) is float and math.isfinite(ts) else _JSON.encode(ts)
+        return (f'{{"type":{_type_json(self.type)},"seq":{int(self.seq)},"ts":{ts_json},'
+                f'"devices":{devices_json(self.devices)},"data":{data}}}')
 
 
 def payload(event: Event) -> str:
     """What a log stores of ``event`` besides its app and number."""
-    return json.dumps({"type": event.type, "ts": event.ts, "devices": list(event.sip_users),
-                       "data": event.data}, separators=(",", ":"), ensure_ascii=False,
-                      default=str)
+    return _JSON.encode({"type": event.type, "ts": event.ts,
+                         "devices": list(event.sip_users), "data": event.data})
 
 
 def from_payload(app_id: str, seq: int, raw: str | bytes) -> AppRecord:

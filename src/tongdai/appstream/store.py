@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from tongdai.appstream.record import AppRecord
+from tongdai.appstream.record import AppRecord, devices_json, to_json
 from tongdai.appstream.rows import AppEventRow, AppEventSeqRow
 from tongdai.bus.events import Event
 from tongdai.store.engine import Database
@@ -42,12 +42,9 @@ def _number(conn: Connection, app_id: str, n: int) -> tuple[int, int]:
     return int(last) - n + 1, int(last)
 
 
-def _row(rec: AppRecord) -> dict[str, object]:
-    return {
-        "app_id": rec.app_id, "seq": rec.seq, "type": rec.type, "ts": rec.ts,
-        "devices": json.dumps(list(rec.devices)),
-        "data": json.dumps(rec.data, separators=(",", ":"), ensure_ascii=False, default=str),
-    }
+def _row(rec: AppRecord, data_json: str) -> dict[str, object]:
+    return {"app_id": rec.app_id, "seq": rec.seq, "type": rec.type, "ts": rec.ts,
+            "devices": devices_json(rec.devices), "data": data_json}
 
 
 class AppEventTables(Database):
@@ -67,10 +64,12 @@ class AppEventTables(Database):
             for app_id, evs in by_app.items():
                 first, last = _number(conn, app_id, len(evs))
                 for i, e in enumerate(evs):
+                    # data encoded once: for its row and for the websocket message.
+                    data_json = to_json(e.data)
                     rec = AppRecord(app_id=app_id, seq=first + i, type=e.type, ts=e.ts,
-                                    devices=e.sip_users, data=e.data)
+                                    devices=e.sip_users, data=e.data, data_json=data_json)
                     out[position[id(e)]] = rec
-                    rows.append(_row(rec))
+                    rows.append(_row(rec, data_json))
                 if (first - 1) // TRIM_EVERY != last // TRIM_EVERY:
                     trims.append({"t_app": app_id, "t_upto": last - retain})
             conn.execute(_INSERT, rows)
@@ -88,8 +87,10 @@ class AppEventTables(Database):
             result = await conn.execute(
                 select(r.seq, r.type, r.ts, r.devices, r.data)
                 .where(r.app_id == app_id, r.seq > after).order_by(r.seq).limit(limit))
+            # ``data`` is stored as ``to_json`` wrote it: the message reuses it.
             return [AppRecord(app_id=app_id, seq=int(seq), type=kind, ts=float(ts),
-                              devices=tuple(json.loads(devices)), data=json.loads(data))
+                              devices=tuple(json.loads(devices)), data=json.loads(data),
+                              data_json=data)
                     for seq, kind, ts, devices, data in result]
 
     async def app_event_bounds(self, app_id: str) -> tuple[int, int]:
