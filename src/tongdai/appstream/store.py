@@ -42,9 +42,30 @@ def _number(conn: Connection, app_id: str, n: int) -> tuple[int, int]:
     return int(last) - n + 1, int(last)
 
 
-def _row(rec: AppRecord, data_json: str) -> dict[str, object]:
-    return {"app_id": rec.app_id, "seq": rec.seq, "type": rec.type, "ts": rec.ts,
-            "devices": devices_json(rec.devices), "data": data_json}
+_COLUMNS = ("app_id", "seq", "type", "ts", "devices", "data")
+# The INSERT as each dialect's driver takes it, positional in the order of _COLUMNS;
+# None where the driver takes named parameters.
+_DRIVER_INSERT: dict[tuple[str, str], str | None] = {}
+
+
+def _row(rec: AppRecord, data_json: str) -> tuple[object, ...]:
+    """The row of ``rec``, its values in the order of ``_COLUMNS``."""
+    return rec.app_id, rec.seq, rec.type, rec.ts, devices_json(rec.devices), data_json
+
+
+def _insert(conn: Connection, rows: list[tuple[object, ...]]) -> None:
+    """One executemany of ``rows``, handed straight to the driver: SQLAlchemy's
+    processing of each row's parameters costs more than the database's insert."""
+    name = conn.dialect.name, conn.dialect.driver
+    if name not in _DRIVER_INSERT:
+        compiled = _INSERT.compile(dialect=conn.dialect, column_keys=list(_COLUMNS))
+        positional = compiled.positiontup is not None and tuple(compiled.positiontup) == _COLUMNS
+        _DRIVER_INSERT[name] = str(compiled) if positional else None
+    sql = _DRIVER_INSERT[name]
+    if sql is not None:
+        conn.exec_driver_sql(sql, rows)
+    else:
+        conn.execute(_INSERT, [dict(zip(_COLUMNS, row, strict=True)) for row in rows])
 
 
 class AppEventTables(Database):
@@ -59,7 +80,7 @@ class AppEventTables(Database):
 
         def write(conn: Connection) -> dict[int, AppRecord]:
             out: dict[int, AppRecord] = {}
-            rows: list[dict[str, object]] = []
+            rows: list[tuple[object, ...]] = []
             trims: list[dict[str, object]] = []
             for app_id, evs in by_app.items():
                 first, last = _number(conn, app_id, len(evs))
@@ -72,7 +93,7 @@ class AppEventTables(Database):
                     rows.append(_row(rec, data_json))
                 if (first - 1) // TRIM_EVERY != last // TRIM_EVERY:
                     trims.append({"t_app": app_id, "t_upto": last - retain})
-            conn.execute(_INSERT, rows)
+            _insert(conn, rows)
             for trim in trims:
                 conn.execute(_TRIM, trim)
             return out
