@@ -83,8 +83,8 @@ in proxy logs: prefer the headers).
 - `since`: the last `seq` the client has; the retained events after it that the
   filters let through come first, then live ones, without a repeat or a hole.
 - `batch=1`: one message may carry several events (up to 256), one JSON object per line
-  (NDJSON), when they queue up faster than one message each can be sent; `hello`, `gap`
-  and `ping` are always alone.
+  (NDJSON): those written to the event log together, and those that queued up while the
+  previous message was being sent; `hello`, `gap` and `ping` are always alone.
 
 **Server → client** (JSON text frames with a `type`)
 
