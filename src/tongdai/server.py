@@ -416,6 +416,10 @@ async def serve(
     config = uvicorn.Config(
         http_app(pbx), host=settings.http_host, port=settings.http_port,  # type: ignore[arg-type]
         log_level="warning", lifespan="on", ws_ping_interval=settings.ws_ping_interval,
+        # No permessage-deflate, even to clients that offer it (browsers and most
+        # libraries do): the app event stream would compress every message once per
+        # subscriber, three times the CPU of everything else it does per event.
+        ws_per_message_deflate=False,
         # uvicorn would believe X-Forwarded-For from 127.0.0.1 (FORWARDED_ALLOW_IPS);
         # the app applies TONGDAI_TRUSTED_PROXIES instead (api/app.py).
         proxy_headers=False,
