@@ -17,8 +17,9 @@ Latency = arrival at a subscriber minus the event's ``ts`` (stamped at publicati
 Delivered/s = messages received by all subscribers / (last arrival - first publication).
 CPU (user + system) of this process, tongdai's side, is reported per 1,000 events
 published (each fanned out to every subscriber): on a shared machine it moves far less
-than the rates. So is the subscribers' process's: both share the machine's cores. The anchor, timed in the same run just before: encoding 100,000 such
-events as JSON, what this machine's Python does in a unit of work right now.
+than the rates. So is the subscribers' process's: both share the machine's cores. The
+anchor, timed in the same run just before: encoding 100,000 such events as JSON, what
+this machine's Python does in a unit of work right now.
 """
 
 from __future__ import annotations
