@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import ast
+import secrets
 from pathlib import Path
 
+import pytest
+
 import tongdai
+from tongdai.pbx.b2bua.driver import CALL_ID_BYTES, REF_BYTES, RandomIds
 from tongdai.sip import ids
 from tongdai.sip.endpoint import Endpoint
 
@@ -31,3 +35,22 @@ def test_no_module_makes_its_own_tags() -> None:
                     and isinstance(node.value, ast.Name) and node.value.id == "os"):
                 offenders.append(str(path.relative_to(root)))
     assert offenders == []
+
+
+def test_call_ids_are_read_from_the_os_a_page_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A system call per identifier was a measurable part of a call's set-up.
+    reads: list[int] = []
+    real = secrets.token_bytes
+
+    def counted(n: int | None = None) -> bytes:
+        reads.append(n or 0)
+        return real(n)
+
+    monkeypatch.setattr(secrets, "token_bytes", counted)
+    made = RandomIds()
+    call_ids = {made.call_id() for _ in range(100)}
+    refs = {made.ref() for _ in range(100)}
+    assert len(call_ids) == len(refs) == 100
+    assert all(len(c) == 2 * CALL_ID_BYTES for c in call_ids)
+    assert all(len(r) == 2 * REF_BYTES for r in refs)
+    assert len(reads) <= 1

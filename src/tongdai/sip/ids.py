@@ -62,6 +62,12 @@ def new_cnonce() -> str:
     return _random(CNONCE_BYTES).hex()
 
 
+def token_hex(nbytes: int) -> str:
+    """``nbytes`` (at most 16) random bytes in hex: tongdai's own identifiers (a call's
+    id as CDRs show it), drawn from the same pages as SIP's."""
+    return _random(nbytes).hex()
+
+
 def nonce_entropy() -> bytes:
     """The random part of a server nonce (``DigestServer.make_nonce``)."""
     return _random(NONCE_ENTROPY_BYTES)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import secrets
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, Protocol
 
@@ -109,17 +108,18 @@ class SipSender(Protocol):
 
 
 class RandomIds:
-    """The core's identifiers: SIP's from ``sip/ids.py``, ours from ``secrets``."""
+    """The core's identifiers, all from ``sip/ids.py`` (the OS's CSPRNG read a page at
+    a time: a system call per identifier was a good part of a call's set-up)."""
 
     tag = staticmethod(ids.new_tag)
     sip_call_id = staticmethod(ids.new_call_id)
     cnonce = staticmethod(ids.new_cnonce)
 
     def call_id(self) -> str:
-        return secrets.token_hex(CALL_ID_BYTES)
+        return ids.token_hex(CALL_ID_BYTES)
 
     def ref(self) -> str:
-        return secrets.token_hex(REF_BYTES)
+        return ids.token_hex(REF_BYTES)
 
 
 class CallDriver:

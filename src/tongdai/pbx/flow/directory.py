@@ -6,6 +6,7 @@ costs one dictionary lookup.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Protocol
@@ -34,11 +35,23 @@ class FlowDirectory:
         self._flows: dict[str, RunFlow] = {}
         self._queues: dict[tuple[str, str], QueueRec] = {}
         self._paused: dict[str, frozenset[str]] = {}
+        # One reload at a time: the calls that arrive while it reads wait for it
+        # instead of each reading every flow and queue again (a burst of calls after
+        # a start or a change made dozens of the same reads at once).
+        self._reloading = asyncio.Lock()
 
     async def _fresh(self) -> None:
-        version = self.directory.version
-        if version == self._version and version is not None:
+        if self._current():
             return
+        async with self._reloading:
+            if not self._current():  # not done meanwhile by the reload we waited for
+                await self._reload(self.directory.version)
+
+    def _current(self) -> bool:
+        version = self.directory.version
+        return version == self._version and version is not None
+
+    async def _reload(self, version: int | None) -> None:
         flows: dict[str, RunFlow] = {}
         for rec in [*await self.store.list_flows(), *await self.store.list_extension_flows()]:
             key = _key(rec.app_id, rec.extension) if rec.extension else rec.did_number
