@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -214,6 +215,7 @@ async def main(args: argparse.Namespace) -> None:
     await serving
     await stream.stop()
     await store.close()
+    shutil.rmtree(tmp, ignore_errors=True)
     span = result["last"] - started
     print(json.dumps({
         "log": "redis" if args.redis else "sqlite", "batch": args.batch,
