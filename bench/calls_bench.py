@@ -7,6 +7,11 @@ INVITE to 200 at the caller), tongdai's CPU, and checks one CDR per completed ca
 Anchor, same run: SIPp UAC straight to the SIPp UAS (no PBX in between).
 
     python bench/calls_bench.py [--rates 100,200,400,600,800] [--seconds 5]
+                                [--rtp-ports 61000-64999]
+
+On a machine shared with other tongdai processes (tests, other benchmarks), give the
+bench a media port range of its own: a range another process holds makes tongdai
+refuse calls with 503 ("RTP port range ... is used up"), which is not the PBX's speed.
 """
 
 from __future__ import annotations
@@ -93,12 +98,15 @@ def main() -> None:
     ap.add_argument("--rates", default="100,200,300,400,600,800")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--talk-ms", type=int, default=200)
+    ap.add_argument("--rtp-ports", default="",
+                    help="tongdai's RTP port range (default: the product's default)")
     args = ap.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     work = Path(tempfile.mkdtemp(prefix="callbench-"))
     write_caller(work, args.talk_ms)
     uas_port = free_port()
-    td = Tongdai.create(ring_timeout="30")
+    td = Tongdai.create(ring_timeout="30",
+                        **({"rtp_ports": args.rtp_ports} if args.rtp_ports else {}))
     provision_calls(td, uas_port)
     td.start()
     uac_port = free_port()
@@ -109,11 +117,13 @@ def main() -> None:
         for rate in rates:
             uas = start_uas(work, uas_port)
             time.sleep(0.3)
-            before = count_cdrs(td)
-            r = run_sipp(call_args(td, work, uac_port), rate=rate,
-                         count=int(rate * args.seconds), server_pid=td.pid, workdir=work)
-            uas.terminate()
-            uas.wait()
+            try:
+                before = count_cdrs(td)
+                r = run_sipp(call_args(td, work, uac_port), rate=rate,
+                             count=int(rate * args.seconds), server_pid=td.pid, workdir=work)
+            finally:  # a step that timed out leaves no carrier running
+                uas.terminate()
+                uas.wait()
             time.sleep(1.0)
             cdrs = count_cdrs(td) - before
             print(f"rate {rate}: {r.ok} calls completed, {cdrs} CDRs written", flush=True)
