@@ -11,6 +11,7 @@ import pytest
 from tests.store.support import STORE_KEY
 
 from tongdai.bus import Event, InProcessBus
+from tongdai.store.records import AppRec
 from tongdai.store.sql import SqlStore, open_store
 from tongdai.webhooks.service import WebhookService
 from tongdai.webhooks.store import NewDelivery, OutboxRead
@@ -51,15 +52,23 @@ class _Reads:
         return self.got[min(k for k in self.got if k > n)]
 
 
-async def test_fresh_deliveries_are_sent_without_reading_the_outbox(
-    store: SqlStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def _watched(store: SqlStore, monkeypatch: pytest.MonkeyPatch,
+                   ) -> tuple[AppRec, Receiver, _Reads]:
+    """An app with one endpoint at a started receiver; the sender's reads of the
+    outbox counted."""
     app = await store.create_app("acme")
     rx = Receiver(secrets=[SECRET])
     await rx.start()
     await store.add_webhook(app.app_id, rx.url, ("call.*",), secret=SECRET, now=1.0)
     reads = _Reads(store)
     monkeypatch.setattr(store, "read_outbox", reads)
+    return app, rx, reads
+
+
+async def test_fresh_deliveries_are_sent_without_reading_the_outbox(
+    store: SqlStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app, rx, reads = await _watched(store, monkeypatch)
     svc = await _service(store, _settings(tmp_path))
     events = _call_events(app.app_id, 10)
     try:
@@ -117,12 +126,7 @@ async def test_a_delivery_read_back_before_it_is_handed_over_is_sent_once(
 ) -> None:
     """The outbox write commits; the sender's poll reads the new row back before the
     outbox hands it over in memory. One of the two paths sends it, not both."""
-    app = await store.create_app("acme")
-    rx = Receiver(secrets=[SECRET])
-    await rx.start()
-    await store.add_webhook(app.app_id, rx.url, ("call.*",), secret=SECRET, now=1.0)
-    reads = _Reads(store)
-    monkeypatch.setattr(store, "read_outbox", reads)
+    app, rx, reads = await _watched(store, monkeypatch)
     write, raced = store.add_deliveries, False
     read_back: set[str] = set()
 
