@@ -20,8 +20,10 @@ from tongdai.pbx.b2bua.state import (
 )
 from tongdai.sip.errors import LocalProtocolError
 
-# The asyncio shell and the lookups it does; every other module is the pure core.
-SHELLS = {"driver.py", "routing.py"}
+# The asyncio shell (the driver and its parts) and the lookups it does; every other
+# module is the pure core.
+SHELLS = {"driver.py", "driver_media.py", "driver_sip.py", "driver_store.py",
+          "driver_timers.py", "routing.py"}
 FORBIDDEN = {"asyncio", "socket", "time", "threading", "selectors", "os", "random",
              "secrets"}
 # tongdai modules that do I/O or read a clock: the core learns their answers as events.
