@@ -29,6 +29,10 @@ class Receiver:
     secrets: list[str] = field(default_factory=list)  # any one may sign
     status: int = 200
     delay: float = 0.0  # seconds before answering
+    # Set: each request waits, in ``held`` (arrival order), until its future is set;
+    # it is answered with ``status`` as it is then.
+    hold: bool = False
+    held: list[asyncio.Future[None]] = field(default_factory=list)
     got: list[Received] = field(default_factory=list)
     requests: int = 0
     port: int = 0
@@ -85,6 +89,10 @@ class Receiver:
                 self.requests += 1
                 if self.delay:
                     await asyncio.sleep(self.delay)
+                if self.hold:
+                    gate = asyncio.get_running_loop().create_future()
+                    self.held.append(gate)
+                    await gate
                 if self.status == 200:
                     sig = headers.get("x-tongdai-signature", "")
                     ok = any(verify(s, sig, body, now=time.time()) for s in self.secrets)

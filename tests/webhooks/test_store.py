@@ -90,7 +90,8 @@ async def test_pending_deliveries_come_oldest_first_for_this_node_and_ready_endp
     await store.record_attempts(
         [Attempt(seq=first.seq, ok=True, at=2001.0),
          Attempt(seq=second.seq, ok=False, at=2001.0, error="HTTP 500")],
-        [EndpointState(endpoint_id=a.endpoint_id, failures=1, paused_until=3000.0)])
+        [EndpointState(endpoint_id=a.endpoint_id, failures=1, paused_until=3000.0,
+                       began=2000.0, error="HTTP 500")])
     got = await store.pending_deliveries(node="n1", now=2500.0, limit=10)
     assert [d.delivery_id for d, _ in got] == [f"whd_{b.endpoint_id}_2"]
     assert got[0][0].attempts == 1 and got[0][0].last_error == "HTTP 500"
@@ -99,15 +100,16 @@ async def test_pending_deliveries_come_oldest_first_for_this_node_and_ready_endp
     [done] = await store.list_deliveries(status=DELIVERED)
     assert done.delivery_id == first.delivery_id and done.delivered_at == 2001.0
     # A disabled endpoint's deliveries wait; they are not dropped.
-    await store.record_attempts([], [EndpointState(
-        endpoint_id=b.endpoint_id, failures=100, paused_until=0.0,
-        disabled_reason="100 failed attempts in a row")])
+    [stored] = await store.record_attempts([], [EndpointState(
+        endpoint_id=b.endpoint_id, failures=100, paused_until=0.0, began=2000.0,
+        error="HTTP 500")], disable_after=100)
+    assert stored.disabled_now and not stored.enabled
     got = await store.pending_deliveries(node="n1", now=3000.0, limit=10)
     assert [d.endpoint_id for d, _ in got] == [a.endpoint_id]
     assert len(await store.list_deliveries(status=PENDING)) == 3
     disabled = await store.get_webhook(b.endpoint_id)
     assert disabled is not None and not disabled.enabled
-    assert disabled.disabled_reason == "100 failed attempts in a row"
+    assert disabled.disabled_reason == "100 failed attempts in a row; the last: HTTP 500"
 
 
 async def test_redeliver_sends_the_same_delivery_again_and_purge_keeps_pending(
@@ -162,5 +164,57 @@ async def test_attempts_of_a_webhook_removed_meanwhile_are_recorded_quietly(
     await store.record_attempts(
         [Attempt(seq=d.seq, ok=False, at=2001.0, error="HTTP 500")],
         [EndpointState(endpoint_id=a.endpoint_id, failures=100, paused_until=0.0,
-                       disabled_reason="100 failed attempts in a row")])
+                       began=2000.0, error="HTTP 500")], disable_after=100)
     assert await store.list_webhooks() == []
+
+
+async def test_each_node_changes_the_endpoint_state_the_database_holds(db_url: str) -> None:
+    """Two nodes' records of attempts on one database: failures add up, the longer
+    rest stands, a success clears only the rest its node knew of, an enable is not
+    undone by a failure begun before it, and the disable happens once."""
+    st_a = await open_store(db_url, key=STORE_KEY)
+    st_b = await open_store(db_url, key=STORE_KEY)
+    try:
+        app = await st_a.create_app("acme")
+        e = await st_a.add_webhook(app.app_id, "https://a.example.com/", ("*",),
+                                   secret=SECRET, now=1.0)
+        eid = e.endpoint_id
+
+        def failed(n: int, until: float, began: float = 2000.0) -> list[EndpointState]:
+            return [EndpointState(endpoint_id=eid, failures=n, paused_until=until,
+                                  began=began, error="HTTP 500")]
+
+        [a] = await st_a.record_attempts([], failed(1, 5000.0), disable_after=5)
+        [b] = await st_b.record_attempts([], failed(1, 3000.0), disable_after=5)
+        assert (a.failures, a.paused_until) == (1, 5000.0)
+        assert (b.failures, b.paused_until) == (2, 5000.0)  # not 1 and 3000
+        # B's success began when B knew of its own rest only: A's longer one stands.
+        [b] = await st_b.record_attempts([], [EndpointState(
+            endpoint_id=eid, ok=True, seen_until=3000.0)], disable_after=5)
+        assert (b.failures, b.paused_until) == (2, 5000.0)
+        [a] = await st_a.record_attempts([], [EndpointState(
+            endpoint_id=eid, ok=True, seen_until=5000.0)], disable_after=5)
+        assert (a.failures, a.paused_until, a.enabled) == (0, 0.0, True)
+        # Failures reach the limit from both nodes: disabled by the record that got
+        # there, once.
+        await st_a.record_attempts([], failed(3, 6000.0), disable_after=5)
+        version = await st_a.config_version()
+        [b] = await st_b.record_attempts([], failed(2, 6500.0), disable_after=5)
+        assert b.disabled_now and not b.enabled and b.failures == 5
+        assert b.disabled_reason == "5 failed attempts in a row; the last: HTTP 500"
+        assert await st_a.config_version() > version  # every process stops queueing
+        [a] = await st_a.record_attempts([], failed(1, 7000.0), disable_after=5)
+        assert not a.disabled_now and not a.enabled and a.failures == 6
+        # Enabled at 2500: a failure of an attempt begun before is not counted; one
+        # begun after is.
+        await st_a.enable_webhook(eid, now=2500.0)
+        [b] = await st_b.record_attempts([], failed(4, 9000.0, began=2400.0),
+                                         disable_after=5)
+        assert (b.failures, b.paused_until, b.enabled) == (0, 0.0, True)
+        [b] = await st_b.record_attempts([], failed(1, 9000.0, began=2600.0),
+                                         disable_after=5)
+        assert (b.failures, b.paused_until, b.enabled) == (1, 9000.0, True)
+        assert await st_b.record_attempts([], []) == []
+    finally:
+        await st_b.close()
+        await st_a.close()

@@ -30,6 +30,9 @@ class WebhookEndpointRow(Base):
     paused_until: Mapped[float] = mapped_column(Double, default=0.0)
     disabled_reason: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[float] = mapped_column(Double)
+    # When it was last enabled (0 before 0016): a failed attempt begun earlier neither
+    # rests nor disables it again.
+    enabled_at: Mapped[float] = mapped_column(Double, default=0.0, server_default="0")
 
 
 class WebhookDeliveryRow(Base):

@@ -18,6 +18,12 @@ until a read brings those: then both go out in seq order, so a call's order hold
 Whether a read brought them all is judged by the endpoint's state in the read's own
 snapshot, not by this node's memory: another node may have rested the endpoint.
 
+An endpoint's failure count and rest are shared with the other nodes through the
+database: a record of attempts changes the state stored there rather than writing this
+node's over it (``WebhookTables.record_attempts``), and the node then goes by what is
+stored; each poll reads the state of every endpoint the node sends to, so a rest set
+elsewhere (or an administrator's enable) holds here too, for fresh deliveries as well.
+
 Each delivery has one owner: a delivery being written is claimed (``claim``) before
 its commit, so a read of the outbox that sees it before the outbox hands it over
 (``take``) leaves it alone; a delivery handed to a group or parked is in ``_busy``,
@@ -47,6 +53,7 @@ from tongdai.webhooks.store import (
     EndpointState,
     NewDelivery,
     OutboxRead,
+    StoredState,
 )
 
 log = logging.getLogger("tongdai.webhooks")
@@ -67,7 +74,8 @@ class SenderStore(Protocol):
         skip_endpoints: Collection[str] = (), watch: Collection[str] = (),
     ) -> OutboxRead: ...
     async def record_attempts(self, attempts: Sequence[Attempt],
-                              endpoints: Sequence[EndpointState]) -> None: ...
+                              endpoints: Sequence[EndpointState], *,
+                              disable_after: int = 100) -> list[StoredState]: ...
     async def purge_deliveries(self, *, delivered_before: float) -> int: ...
 
 
@@ -87,14 +95,32 @@ class Policy:
 
 @dataclass(slots=True)
 class _Endpoint:
+    """An endpoint as this node knows it: the database's state (read at least once a
+    poll, and returned by each record of attempts) and what its attempts did since."""
+
     endpoint: EndpointRec
     failures: int
     paused_until: float
+    disabled: str = ""
     busy: int = 0  # groups in flight (sending, or waiting for their attempts' record)
     sending: int = 0  # groups sending
+    # What the attempts since the last record did (EndpointState): a success, seeing a
+    # rest until ``seen_until`` when it began; failures after it, the first begun at
+    # ``began``.
     dirty: bool = False
-    disabled: str = ""
+    succeeded: bool = False
+    seen_until: float = 0.0
+    counted: int = 0
+    began: float = 0.0
     last_error: str = ""
+    # The number of reads of the outbox begun before the last record committed: their
+    # snapshot may not hold it.
+    recorded: int = 0
+
+
+def _known(e: EndpointRec) -> _Endpoint:
+    return _Endpoint(endpoint=e, failures=e.failures, paused_until=e.paused_until,
+                     disabled="" if e.enabled else (e.disabled_reason or "disabled"))
 
 
 Disabled = Callable[[EndpointRec, int, str], None]
@@ -185,13 +211,17 @@ class Sender:
             return
         now = self._wall()
         fresh: list[tuple[DeliveryRec, EndpointRec]] = []
+        read = False
         for d, e in rows:
             eid = d.endpoint_id
             st = self._state.get(eid)
             parked = self._parked.get(eid, ())
-            if (st is None or st.disabled or st.paused_until > now
-                    or len(parked) >= self._policy.batch):
-                # Its state is the database's to give, or it rests: read, not parked.
+            if st is None or len(parked) >= self._policy.batch:
+                self._left(eid)  # its state is the database's to give: read, not parked
+                read = True
+            elif st.disabled or st.paused_until > now:
+                # It rests (perhaps by another node's failure, as the last poll found
+                # it) or is disabled: read once that is over, not sent now.
                 self._left(eid)
             elif eid in self._behind:
                 self._parked.setdefault(eid, []).append((d, e))
@@ -201,7 +231,7 @@ class Sender:
         if fresh:
             self._queue_ready(fresh, now)
             self._start_ready(now)
-        if len(fresh) < len(rows):
+        if read:
             self._wake.set()
 
     async def start(self) -> None:
@@ -275,10 +305,13 @@ class Sender:
         # (Except those behind: until they are read, their fresh deliveries are parked.)
         full = [eid for eid, st in self._state.items()
                 if st.sending >= self._per_endpoint and eid not in self._behind]
+        # A poll also brings back the state of every endpoint this node sends to:
+        # another node may have rested it (its fresh deliveries then wait, ``take``),
+        # or an administrator enabled it. Reads for endpoints behind need only theirs.
+        watch = tuple(self._state) if now >= self._next_read else tuple(self._behind)
         self._reads += 1
         read, self._released = self._reads, set()
         self._next_read = now + self._policy.poll
-        watch = tuple(self._behind)
         try:
             got = await self._store.read_outbox(
                 node=self._node, now=now, limit=self._policy.batch,
@@ -291,14 +324,8 @@ class Sender:
         # Taken from memory, sent meanwhile, or about to be handed over: not twice.
         rows = [(d, e) for d, e in got.rows if d.seq not in self._busy
                 and d.seq not in released and d.delivery_id not in self._claimed]
-        for eid, e in {e.endpoint_id: e for _, e in rows}.items():
-            st = self._state.get(eid)
-            # The stored state is current unless one of our groups is still sending.
-            if st is None or st.busy == 0:
-                self._state[eid] = _Endpoint(endpoint=e, failures=e.failures,
-                                             paused_until=e.paused_until)
-        for eid in watch:
-            self._rested_elsewhere(got.endpoints.get(eid))
+        for e in got.endpoints.values():
+            self._refresh(e, read)
         for eid in caught_up:
             rows.extend(self._parked.pop(eid, ()))
         if not rows:
@@ -334,18 +361,31 @@ class Sender:
             done.append(eid)
         return done
 
-    def _rested_elsewhere(self, e: EndpointRec | None) -> None:
-        """An endpoint behind, as the database has it: a rest set by another node is
-        kept here too, so this node neither sends to it nor wakes before it ends."""
-        if e is None:
-            return
+    def _refresh(self, e: EndpointRec, read: int) -> None:
+        """An endpoint as read number ``read`` found it in the database."""
         st = self._state.get(e.endpoint_id)
         if st is None:
-            self._state[e.endpoint_id] = _Endpoint(endpoint=e, failures=e.failures,
-                                                   paused_until=e.paused_until)
-        elif e.paused_until > st.paused_until:
-            st.failures = max(st.failures, e.failures)
-            st.paused_until = e.paused_until
+            self._state[e.endpoint_id] = _known(e)
+            return
+        st.endpoint = e
+        # The read may predate this node's own last record, or attempts not recorded
+        # yet: then only a longer rest (another node's) or a disable is taken from it.
+        current = st.busy == 0 and not st.dirty and read > st.recorded
+        self._adopt(st, failures=e.failures, paused_until=e.paused_until,
+                    disabled="" if e.enabled else (e.disabled_reason or "disabled"),
+                    current=current)
+
+    @staticmethod
+    def _adopt(st: _Endpoint, *, failures: int, paused_until: float, disabled: str,
+               current: bool) -> None:
+        if current:
+            st.failures, st.paused_until, st.disabled = failures, paused_until, disabled
+            return
+        if paused_until > st.paused_until:
+            st.failures = max(st.failures, failures)
+            st.paused_until = paused_until
+        if disabled:
+            st.disabled = disabled
 
     def _left(self, endpoint_id: str) -> None:
         """Pending deliveries of this endpoint are in the database only."""
@@ -405,9 +445,10 @@ class Sender:
             for d in deliveries:
                 if st.paused_until > self._wall() or st.disabled:
                     break  # another group failed meanwhile: the endpoint rests
+                seen = st.paused_until
                 attempt = await self._attempt(d, endpoint)
                 attempts.append(attempt)
-                self._account(st, endpoint, attempt)
+                self._account(st, endpoint, attempt, seen=seen)
                 if not attempt.ok:
                     break  # the rest of this call waits behind the failed delivery
             self._sent(st)
@@ -441,10 +482,14 @@ class Sender:
         self._sending -= 1
         self._wake.set()
 
-    def _account(self, st: _Endpoint, endpoint: EndpointRec, attempt: Attempt) -> None:
+    def _account(self, st: _Endpoint, endpoint: EndpointRec, attempt: Attempt, *,
+                 seen: float) -> None:
+        """What an attempt does to its endpoint, here at once, in the database at the
+        next record (``seen``: the rest this node knew of when the attempt began)."""
         if attempt.ok:
-            if st.failures:
-                st.failures, st.dirty = 0, True
+            if st.failures or st.counted:
+                st.failures, st.counted, st.dirty = 0, 0, True
+                st.succeeded, st.seen_until = True, seen
             return
         st.last_error = attempt.error
         if attempt.at < st.paused_until:
@@ -453,18 +498,18 @@ class Sender:
         st.failures += 1
         st.paused_until = attempt.at + retry_delay(st.failures, base=p.retry_base,
                                                    cap=p.retry_max)
+        st.began = attempt.began if st.counted == 0 else min(st.began, attempt.began)
+        st.counted += 1
         st.dirty = True
         logs.event(log, "webhook.failed", level=logging.INFO,
                    endpoint_id=endpoint.endpoint_id, app_id=endpoint.app_id,
                    failures=st.failures, error=attempt.error,
                    retry_in=round(st.paused_until - attempt.at, 1))
-        if st.failures >= p.disable_after and not st.disabled:
-            st.disabled = (f"{st.failures} failed attempts in a row; the last: "
-                           f"{attempt.error}")[:255]
 
     async def _attempt(self, d: DeliveryRec, endpoint: EndpointRec) -> Attempt:
         body = d.body.encode()
         error = ""
+        began = self._wall()
         try:
             target = await self._guard.target(endpoint.url)
             timestamp = int(self._wall())
@@ -490,7 +535,8 @@ class Sender:
             error = f"{type(exc).__name__}: {exc}"
         except StoreError as exc:  # the secret does not open with this store key
             error = str(exc)
-        return Attempt(seq=d.seq, ok=not error, at=self._wall(), error=error[:255])
+        return Attempt(seq=d.seq, ok=not error, at=self._wall(), error=error[:255],
+                       began=began)
 
     # Recording ------------------------------------------------------------------
 
@@ -507,21 +553,21 @@ class Sender:
         if not batch:
             return
         attempts = [a for group, _, _ in batch for a in group]
-        eids = {eid for _, eid, _ in batch}
-        states, disabled = [], []
-        for eid in eids:
+        states = []
+        for eid in {eid for _, eid, _ in batch}:
             st = self._state.get(eid)
             if st is None or not st.dirty:
                 continue
-            st.dirty = False
-            states.append(EndpointState(endpoint_id=eid, failures=st.failures,
-                                        paused_until=st.paused_until,
-                                        disabled_reason=st.disabled))
-            if st.disabled:
-                disabled.append((eid, st))
+            states.append(EndpointState(
+                endpoint_id=eid, ok=st.succeeded, seen_until=st.seen_until,
+                failures=st.counted, paused_until=st.paused_until, began=st.began,
+                error=st.last_error))
+            st.dirty, st.succeeded, st.counted = False, False, 0
         error: Exception | None = None
+        stored: list[StoredState] = []
         try:
-            await self._store.record_attempts(attempts, states)
+            stored = await self._store.record_attempts(
+                attempts, states, disable_after=self._policy.disable_after)
         except Exception as exc:
             error = exc
         for _, _, fut in batch:
@@ -534,8 +580,19 @@ class Sender:
         if error is not None:
             return
         self.sent += sum(1 for a in attempts if a.ok)
-        for _eid, st in disabled:
-            self._on_disabled(st.endpoint, st.failures, st.last_error)
+        for got in stored:
+            st = self._state.get(got.endpoint_id)
+            if st is None:
+                continue
+            # The database's count and rest include other nodes' attempts, and an
+            # administrator's enable: this node goes by them (by a longer rest only,
+            # if it has attempts of its own to record since).
+            self._adopt(st, failures=got.failures, paused_until=got.paused_until,
+                        disabled="" if got.enabled else (got.disabled_reason or "disabled"),
+                        current=not st.dirty)
+            st.recorded = self._reads
+            if got.disabled_now:
+                self._on_disabled(st.endpoint, got.failures, st.last_error)
 
     async def _purge(self) -> None:
         now = self._wall()

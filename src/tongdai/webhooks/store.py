@@ -8,18 +8,29 @@ too many failures in a row; its deliveries wait, and go out once it is enabled a
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import string
+import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Double,
+    Row,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from tongdai.store.engine import Database, rowcount
 from tongdai.store.errors import Conflict, NotFound
-from tongdai.store.models import App
+from tongdai.store.models import App, ConfigVersion
 from tongdai.store.sealing import Sealed, SecretBox
 from tongdai.webhooks.rows import WebhookDeliveryRow, WebhookEndpointRow
 
@@ -77,18 +88,43 @@ class Attempt:
 
     seq: int
     ok: bool
-    at: float
+    at: float  # when it ended
     error: str = ""
+    began: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EndpointState:
-    """An endpoint's failure count and rest, as the sender last set them."""
+    """What one node's attempts since it last recorded did to an endpoint: applied to
+    the state the database holds, which other nodes and administrators change too.
+
+    ``ok``: one of them succeeded, before the ``failures`` (if any): the failure count
+    and the rest are cleared, unless the database's rest is longer than
+    ``seen_until``, the longest this node knew of (another node rested it since).
+    ``failures``: failed attempts after that, each the start of a rest: added to the
+    count, and the rest extended to ``paused_until``, unless an administrator enabled
+    the endpoint after the first of them ``began``.
+    """
+
+    endpoint_id: str
+    ok: bool = False
+    seen_until: float = 0.0
+    failures: int = 0
+    paused_until: float = 0.0
+    began: float = 0.0
+    error: str = ""  # the last failure's
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredState:
+    """An endpoint's state as the database holds it once attempts were recorded."""
 
     endpoint_id: str
     failures: int
     paused_until: float
-    disabled_reason: str = ""  # set: the endpoint is disabled for this reason
+    enabled: bool
+    disabled_reason: str
+    disabled_now: bool = False  # this record disabled it (announce it: once)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,9 +165,25 @@ _FAILED = (update(WebhookDeliveryRow).where(WebhookDeliveryRow.seq == bindparam(
            .values(last_error=bindparam("err"), attempts=WebhookDeliveryRow.attempts + 1))
 _ADD = insert(WebhookDeliveryRow).returning(WebhookDeliveryRow.seq,
                                             sort_by_parameter_order=True)
-_ENDPOINT_STATE = (update(WebhookEndpointRow)
-                   .where(WebhookEndpointRow.endpoint_id == bindparam("e"))
-                   .values(failures=bindparam("f"), paused_until=bindparam("p")))
+_E = WebhookEndpointRow
+_P = bindparam("p", type_=Double)
+# A success: failures forgotten and the rest over, unless another node rested the
+# endpoint for longer than this node knew (its rest stands).
+_SUCCEEDED = (update(_E).where(_E.endpoint_id == bindparam("e"),
+                               _E.paused_until <= bindparam("seen"))
+              .values(failures=0, paused_until=0.0))
+# Failures: counted on top of what the database holds (other nodes' too), the rest the
+# longer of the stored one and this node's; not if the endpoint was enabled since the
+# first of them began (an administrator's enable is not undone).
+_FAILED_ENDPOINT = (update(_E).where(_E.endpoint_id == bindparam("e"),
+                                     _E.enabled_at <= bindparam("began"))
+                    .values(failures=_E.failures + bindparam("n"),
+                            paused_until=case((_E.paused_until > _P, _E.paused_until),
+                                              else_=_P)))
+_DISABLE = (update(_E).where(_E.endpoint_id == bindparam("e"), _E.enabled.is_(True))
+            .values(enabled=False, disabled_reason=bindparam("why")))
+_BUMP_CONFIG = (update(ConfigVersion).where(ConfigVersion.id == 1)
+                .values(version=ConfigVersion.version + 1))
 
 
 class WebhookTables(Database):
@@ -162,7 +214,8 @@ class WebhookTables(Database):
             row = WebhookEndpointRow(
                 endpoint_id=endpoint_id, app_id=app_id, url=url, events=",".join(events),
                 secret=self._box.seal(secret, _secret_context(endpoint_id)), enabled=True,
-                failures=0, paused_until=0.0, disabled_reason="", created_at=now)
+                failures=0, paused_until=0.0, disabled_reason="", created_at=now,
+                enabled_at=now)
             s.add(row)
         return self._endpoint(row)
 
@@ -180,8 +233,9 @@ class WebhookTables(Database):
             return [self._endpoint(r) for r in (await s.scalars(q)).all()]
 
     async def enable_webhook(self, endpoint_id: str, *, enabled: bool = True,
-                             reason: str = "") -> EndpointRec:
-        """Enable (failures forgotten, no rest) or disable an endpoint."""
+                             reason: str = "", now: float | None = None) -> EndpointRec:
+        """Enable (failures forgotten, no rest) or disable an endpoint. Attempts begun
+        before ``now`` (by default, the time of day) do not rest or disable it again."""
         async with self._config_write() as s:
             row = await s.get(WebhookEndpointRow, endpoint_id)
             if row is None:
@@ -190,6 +244,7 @@ class WebhookTables(Database):
             row.disabled_reason = "" if enabled else (reason or "disabled")
             if enabled:
                 row.failures, row.paused_until = 0, 0.0
+                row.enabled_at = time.time() if now is None else now
         return self._endpoint(row)
 
     async def remove_webhook(self, endpoint_id: str) -> None:
@@ -281,28 +336,51 @@ class WebhookTables(Database):
             endpoints=endpoints)
 
     async def record_attempts(self, attempts: Sequence[Attempt],
-                              endpoints: Sequence[EndpointState]) -> None:
-        """Store what attempts came to and where their endpoints stand, at once."""
+                              endpoints: Sequence[EndpointState], *,
+                              disable_after: int = 100) -> list[StoredState]:
+        """Store what attempts came to and what they did to their endpoints, at once;
+        returns those endpoints as the database then holds them (a removed one is
+        absent). An endpoint whose failures in a row reach ``disable_after`` is
+        disabled, by the one record that takes it there (``disabled_now``)."""
         ok = [{"s": a.seq, "at": a.at} for a in attempts if a.ok]
         failed = [{"s": a.seq, "err": a.error[:255]} for a in attempts if not a.ok]
-        states = [{"e": e.endpoint_id, "f": e.failures, "p": e.paused_until}
-                  for e in endpoints]
+        cols = (_E.endpoint_id, _E.failures, _E.paused_until, _E.enabled,
+                _E.disabled_reason)
 
-        def write(conn: Connection) -> None:  # Core in a group commit: a hot path
+        def write(conn: Connection) -> list[StoredState]:  # Core in a group commit
             if ok:
                 conn.execute(_DELIVERED, ok)
             if failed:
                 conn.execute(_FAILED, failed)
-            if states:
-                conn.execute(_ENDPOINT_STATE, states)
+            if not endpoints:
+                return []
+            counted: dict[str, EndpointState] = {}
+            for e in endpoints:
+                if e.ok:
+                    conn.execute(_SUCCEEDED, {"e": e.endpoint_id, "seen": e.seen_until})
+                if e.failures and rowcount(conn.execute(_FAILED_ENDPOINT, {
+                        "e": e.endpoint_id, "n": e.failures, "p": e.paused_until,
+                        "began": e.began})):
+                    counted[e.endpoint_id] = e
+            out = []
+            # The UPDATEs above hold the rows' locks (PostgreSQL) or the database's
+            # (SQLite) to the commit: another node's record reads these rows after it.
+            for r in conn.execute(select(*cols).where(
+                    _E.endpoint_id.in_([e.endpoint_id for e in endpoints]))).all():
+                mine = counted.get(r.endpoint_id)
+                if mine is None or not r.enabled or r.failures < disable_after:
+                    out.append(_stored(r))
+                    continue
+                why = f"{r.failures} failed attempts in a row; the last: {mine.error}"[:255]
+                conn.execute(_DISABLE, {"e": r.endpoint_id, "why": why})
+                # A configuration change: every process stops queueing for it.
+                conn.execute(_BUMP_CONFIG)
+                out.append(StoredState(endpoint_id=r.endpoint_id, failures=r.failures,
+                                       paused_until=r.paused_until, enabled=False,
+                                       disabled_reason=why, disabled_now=True))
+            return out
 
-        await self._write_core(write)
-        for e in endpoints:
-            if e.disabled_reason:
-                # A configuration change, so every process stops queueing for it.
-                with contextlib.suppress(NotFound):  # removed meanwhile: nothing to do
-                    await self.enable_webhook(e.endpoint_id, enabled=False,
-                                              reason=e.disabled_reason)
+        return await self._write_core(write)
 
     async def list_deliveries(
         self, *, app_id: str | None = None, endpoint_id: str | None = None,
@@ -341,6 +419,12 @@ class WebhookTables(Database):
                 .where(WebhookDeliveryRow.status == DELIVERED,
                        WebhookDeliveryRow.delivered_at < delivered_before))
             return rowcount(res)
+
+
+def _stored(r: Any) -> StoredState:
+    return StoredState(endpoint_id=r.endpoint_id, failures=r.failures,
+                       paused_until=r.paused_until, enabled=r.enabled,
+                       disabled_reason=r.disabled_reason)
 
 
 def _secret_context(endpoint_id: str) -> str:
