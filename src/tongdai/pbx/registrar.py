@@ -102,72 +102,93 @@ class Registrar:
             self._bind(req, peer, txn, dev, now)
 
     def _bind(self, req: Request, peer: Peer, txn: str, dev: DeviceRec, now: float) -> None:
+        route = tuple(req.headers.values("path"))
+        bad_path = path.refusal(route, peer)
+        if bad_path is not None:
+            self._refuse(req, txn, dev, peer, bad_path.status or 400, bad_path.reason)
+            return
+        changes = self._changes(req, peer, txn, dev, route, now)
+        if changes is None:
+            return
+        set_, remove, remove_all = changes
+        current = self.location.apply(
+            sip_user=dev.sip_user, app_id=dev.app_id, set_=set_, remove=remove,
+            remove_all=remove_all,
+        )
+        self.ok += 1
+        self.respond(txn, _bound(req, current, route, now))
+
+    def _changes(
+        self, req: Request, peer: Peer, txn: str, dev: DeviceRec, route: tuple[str, ...],
+        now: float,
+    ) -> tuple[list[Registration], list[str], bool] | None:
+        """The bindings a REGISTER sets and removes, and whether it removes them all
+        (RFC 3261 §10.3 steps 6-7); None when it asked for what is refused (answered)."""
         s = self.settings
         header_exp = req.headers.get("expires")
         default = s.register_default_expires
         if header_exp is not None:
             default = _int_or(header_exp, default)
         contacts = req.headers.values("contact")
-        route = tuple(req.headers.values("path"))
-        bad_path = path.refusal(route, peer)
-        if bad_path is not None:
-            _refused(dev, peer, bad_path.status or 400, bad_path.reason)
-            self.respond(txn, make_response(req, bad_path.status or 400, bad_path.reason))
-            return
         set_: list[Registration] = []
         remove: list[str] = []
-        remove_all = False
         if contacts == ["*"]:
             # RFC 3261 §10.3 step 6: "*" only with Expires: 0.
             if header_exp is None or _int_or(header_exp, -1) != 0:
-                _refused(dev, peer, 400, "Contact * requires Expires: 0")
-                self.respond(txn, make_response(req, 400, "Contact * requires Expires: 0"))
-                return
-            remove_all = True
-        elif contacts:
-            try:
-                bound: list[tuple[str, str | None]] = []
-                for c in contacts:
-                    bound.extend(_contacts(c))
-            except RemoteProtocolError:
-                _refused(dev, peer, 400, "Bad Contact")
-                self.respond(txn, make_response(req, 400, "Bad Contact"))
-                return
-            call_id = req.call_id
-            cseq = req.cseq[0]
-            ua = (req.headers.get("user-agent") or "")[:200]
-            for contact, exp_param in bound:
-                exp = _int_or(exp_param, default) if exp_param is not None else default
-                if exp == 0:
-                    remove.append(contact)
-                    continue
-                if exp < s.register_min_expires:
-                    _refused(dev, peer, 423, f"expires {exp} below {s.register_min_expires}")
-                    resp = make_response(req, 423, to_tag=ids.new_tag())
-                    resp.headers.add("min-expires", s.register_min_expires)
-                    self.respond(txn, resp)
-                    return
-                exp = min(exp, s.register_max_expires)
-                set_.append(Registration(
-                    sip_user=dev.sip_user, contact=contact, source_host=peer.host,
-                    source_port=peer.port, transport=peer.transport,
-                    expires_at=now + exp, call_id=call_id, cseq=cseq, user_agent=ua,
-                    path=route,
-                ))
-        current = self.location.apply(
-            sip_user=dev.sip_user, app_id=dev.app_id, set_=set_, remove=remove,
-            remove_all=remove_all,
-        )
-        self.ok += 1
-        resp = make_response(req, 200, to_tag=ids.new_tag())
-        for reg in current:
-            left = max(0, int(reg.expires_at - now))
-            resp.headers.add("contact", f"<{reg.contact}>;expires={left}")
-        # RFC 3327 §5.3: the stored Path is echoed to a device that supports it.
-        if route and "path" in (v.lower() for v in req.headers.values("supported")):
-            for value in route:
-                resp.headers.add("path", value)
-        self.respond(txn, resp)
+                self._refuse(req, txn, dev, peer, 400, "Contact * requires Expires: 0")
+                return None
+            return set_, remove, True
+        if not contacts:  # a query: the answer lists the current bindings
+            return set_, remove, False
+        try:
+            bound: list[tuple[str, str | None]] = []
+            for c in contacts:
+                bound.extend(_contacts(c))
+        except RemoteProtocolError:
+            self._refuse(req, txn, dev, peer, 400, "Bad Contact")
+            return None
+        call_id = req.call_id
+        cseq = req.cseq[0]
+        ua = (req.headers.get("user-agent") or "")[:200]
+        for contact, exp_param in bound:
+            exp = _int_or(exp_param, default) if exp_param is not None else default
+            if exp == 0:
+                remove.append(contact)
+                continue
+            if exp < s.register_min_expires:
+                _refused(dev, peer, 423, f"expires {exp} below {s.register_min_expires}")
+                resp = make_response(req, 423, to_tag=ids.new_tag())
+                resp.headers.add("min-expires", s.register_min_expires)
+                self.respond(txn, resp)
+                return None
+            exp = min(exp, s.register_max_expires)
+            set_.append(Registration(
+                sip_user=dev.sip_user, contact=contact, source_host=peer.host,
+                source_port=peer.port, transport=peer.transport,
+                expires_at=now + exp, call_id=call_id, cseq=cseq, user_agent=ua,
+                path=route,
+            ))
+        return set_, remove, False
+
+    def _refuse(self, req: Request, txn: str, dev: DeviceRec, peer: Peer, status: int,
+                reason: str) -> None:
+        _refused(dev, peer, status, reason)
+        self.respond(txn, make_response(req, status, reason))
+
+
+def _bound(req: Request, current: list[Registration], route: tuple[str, ...],
+           now: float) -> Response:
+    """The 200 to a REGISTER: every binding of the address of record with the seconds
+    it has left (RFC 3261 §10.3 step 8)."""
+    resp = make_response(req, 200, to_tag=ids.new_tag())
+    for reg in current:
+        left = max(0, int(reg.expires_at - now))
+        resp.headers.add("contact", f"<{reg.contact}>;expires={left}")
+    # RFC 3327 §5.3: the stored Path is echoed to a device that supports it.
+    if route and "path" in (v.lower() for v in req.headers.values("supported")):
+        for value in route:
+            resp.headers.add("path", value)
+    return resp
 
 
 def _refused(dev: DeviceRec, peer: Peer, status: int, reason: str) -> None:
