@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from tests.e2e.baresip_ctl import Baresip
 
@@ -254,3 +256,19 @@ def sipp_logged(work: Path, what: str) -> set[str]:
     for log in work.glob("*_logs.log"):
         found |= set(re.findall(rf"^{what} (\d+)$", log.read_text(), re.M))
     return found
+
+
+def download_recording(server: Server, app_id: str, secret: str, media: str,
+                       into: Path) -> Path:
+    """The MP3 of ``media``, through the Open API's ``play_recording`` and the URL it
+    returns, saved in ``into``."""
+    digest = hashlib.sha256(f"{app_id}{media}{secret}".encode()).hexdigest()
+    with httpx.Client(base_url=server.http, timeout=10) as http:
+        r = http.get("/oapi/v1/call/play_recording",
+                     params={"appId": app_id, "media": media, "hash": digest})
+        assert r.status_code == 200, r.text
+        mp3 = httpx.get(r.json()["url"], timeout=10)
+    assert mp3.status_code == 200 and mp3.headers["content-type"] == "audio/mpeg"
+    path = into / media
+    path.write_bytes(mp3.content)
+    return path

@@ -23,6 +23,7 @@ from tests.e2e.baresip_ctl import Baresip
 from tests.e2e.conftest import (
     Phones,
     Server,
+    download_recording,
     free_port,
     make_server,
     scenario,
@@ -130,16 +131,7 @@ class Centre:
                        open_timeout=5)
 
     def download(self, media: str) -> Path:
-        digest = hashlib.sha256(f"{self.app_id}{media}{self.secret}".encode()).hexdigest()
-        with httpx.Client(base_url=self.server.http, timeout=10) as http:
-            r = http.get("/oapi/v1/call/play_recording",
-                         params={"appId": self.app_id, "media": media, "hash": digest})
-            assert r.status_code == 200, r.text
-            mp3 = httpx.get(r.json()["url"], timeout=10)
-        assert mp3.status_code == 200 and mp3.headers["content-type"] == "audio/mpeg"
-        path = self.tmp / media
-        path.write_bytes(mp3.content)
-        return path
+        return download_recording(self.server, self.app_id, self.secret, media, self.tmp)
 
 
 @pytest.fixture(scope="module")

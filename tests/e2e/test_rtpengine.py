@@ -4,17 +4,15 @@ baresip devices talk through it, and its recording comes back as tongdai's MP3."
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from tests.e2e.audiocheck import dominant_hz, duration, rms, tone_power
 from tests.e2e.baresip_ctl import Baresip
-from tests.e2e.conftest import Phones, Server, make_server, wait_until
+from tests.e2e.conftest import Phones, Server, download_recording, make_server, wait_until
 from tests.e2e.rtpengine_daemon import Rtpengine, marks
 from tests.media._rtp import decode_mp3, frames, mp3_seconds, open_phone, tone_codes, tone_level
 
@@ -53,16 +51,7 @@ class Pbx:
         return dict(rows[0])
 
     def download(self, media: str) -> Path:
-        digest = hashlib.sha256(f"{self.app_id}{media}{self.secret}".encode()).hexdigest()
-        with httpx.Client(base_url=self.server.http, timeout=10) as http:
-            r = http.get("/oapi/v1/call/play_recording",
-                         params={"appId": self.app_id, "media": media, "hash": digest})
-            assert r.status_code == 200, r.text
-            mp3 = httpx.get(r.json()["url"], timeout=10)
-        assert mp3.status_code == 200 and mp3.headers["content-type"] == "audio/mpeg"
-        path = self.tmp / media
-        path.write_bytes(mp3.content)
-        return path
+        return download_recording(self.server, self.app_id, self.secret, media, self.tmp)
 
 
 @pytest.fixture(scope="module")
