@@ -166,6 +166,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
     from tests.store.support import STORE_KEY
 
     from tongdai.bus import Event, InProcessBus
+    from tongdai.server import _tune_gc
     from tongdai.settings import Settings
     from tongdai.store.sql import open_store
     from tongdai.webhooks.service import WebhookService
@@ -187,9 +188,11 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
         svc = WebhookService(store=store, bus=InProcessBus(), settings=settings,
                              node="bench", wall_clock=time.time)
         await svc.start()
+        _tune_gc()  # as ``tongdai serve`` does once started
         kinds = ("call.ringing", "call.answered", "call.ended")
         t0, cpu0 = time.time(), _cpu()
-        pubs: list[asyncio.Task[None]] = []
+        # Publications in flight only: the server keeps no finished task either.
+        pubs: set[asyncio.Task[None]] = set()
         for n in range(args.events):
             if args.rate:
                 delay = t0 + n / args.rate - time.time()
@@ -200,8 +203,11 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
             ev = Event(type=kind, app_id=app.app_id, sip_users=("alice",), ts=time.time(),
                        data={"call_id": f"bench-{call}", "n": n})
             # As the PBX does: each publication its own task.
-            pubs.append(asyncio.create_task(svc.bus.publish(ev)))
-        await asyncio.gather(*pubs)
+            task = asyncio.create_task(svc.bus.publish(ev))
+            pubs.add(task)
+            task.add_done_callback(pubs.discard)
+        while pubs:
+            await asyncio.gather(*pubs)
         published = time.time()
         line = await asyncio.to_thread(proc.stdout.readline)
         cpu = _cpu() - cpu0

@@ -134,6 +134,38 @@ async def test_redeliver_sends_the_same_delivery_again_and_purge_keeps_pending(
     assert await store.list_deliveries(app_id="other") == []
 
 
+async def test_a_large_batch_is_numbered_in_order_and_its_successes_keep_their_times(
+    db_url: str,
+) -> None:
+    store = await open_store(db_url, key=STORE_KEY)
+    try:
+        await _large_batch(store)
+    finally:
+        await store.close()
+
+
+async def _large_batch(store: SqlStore) -> None:
+    # More rows than one INSERT takes on SQLite, after a row already there.
+    app = await store.create_app("acme")
+    a = await store.add_webhook(app.app_id, "https://a.example.com/", ("*",), secret=SECRET,
+                                now=1.0)
+    first = await store.add_deliveries([_new(a.endpoint_id, 0)], node="n1")
+    seqs = await store.add_deliveries([_new(a.endpoint_id, n) for n in range(1, 1201)],
+                                      node="n1")
+    assert seqs == list(range(first[0] + 1, first[0] + 1201))
+    got = await store.pending_deliveries(node="n1", now=2000.0, limit=2000)
+    assert [(d.seq, d.body, d.created_at) for d, _ in got] == [
+        (s, f'{{"n":{n}}}', 1000.0 + n) for n, s in enumerate(first + seqs)]
+    assert {(d.status, d.attempts, d.last_error) for d, _ in got} == {(PENDING, 0, "")}
+    await store.record_attempts(
+        [Attempt(seq=s, ok=True, at=3000.0 + n) for n, s in enumerate(seqs)]
+        + [Attempt(seq=first[0], ok=False, at=2999.0, error="HTTP 500")], [])
+    by_seq = {d.seq: d for d in await store.list_deliveries(limit=2000)}
+    assert [(by_seq[s].status, by_seq[s].delivered_at, by_seq[s].attempts)
+            for s in seqs] == [(DELIVERED, 3000.0 + n, 1) for n in range(1200)]
+    assert (by_seq[first[0]].status, by_seq[first[0]].last_error) == (PENDING, "HTTP 500")
+
+
 async def test_the_outbox_survives_reopening_the_database(db_url: str) -> None:
     store = await open_store(db_url, key=STORE_KEY)
     try:

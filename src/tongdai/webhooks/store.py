@@ -165,6 +165,47 @@ _FAILED = (update(WebhookDeliveryRow).where(WebhookDeliveryRow.seq == bindparam(
            .values(last_error=bindparam("err"), attempts=WebhookDeliveryRow.attempts + 1))
 _ADD = insert(WebhookDeliveryRow).returning(WebhookDeliveryRow.seq,
                                             sort_by_parameter_order=True)
+_ADD_COLUMNS = ("delivery_id", "endpoint_id", "event_id", "event_type", "order_key", "node",
+                "body", "status", "attempts", "last_error", "created_at", "delivered_at")
+# Rows per INSERT on SQLite: 13 parameters each, well below its limit of 32,766.
+_SQLITE_CHUNK = 500
+_LAST_SEQ = select(func.max(WebhookDeliveryRow.seq))
+
+
+def _add_sqlite(conn: Connection, values: Sequence[tuple[object, ...]]) -> list[int]:
+    """Insert rows with the next seqs, in list order, one statement a chunk.
+
+    The transaction holds SQLite's write lock from its start (BEGIN IMMEDIATE), so the
+    numbers after the largest seq are this writer's to give. One multi-row INSERT runs
+    in one step of the database, where an executemany (or RETURNING) takes a step per
+    row, and each step gives the interpreter lock to the event loop's thread and waits
+    to get it back: on a busy loop, milliseconds a row.
+    """
+    first = int(conn.scalar(_LAST_SEQ) or 0) + 1
+    seqs = list(range(first, first + len(values)))
+    cols = ", ".join(("seq", *_ADD_COLUMNS))
+    for at in range(0, len(values), _SQLITE_CHUNK):
+        chunk = values[at:at + _SQLITE_CHUNK]
+        marks = ", ".join(["(" + ", ".join("?" * (len(_ADD_COLUMNS) + 1)) + ")"] * len(chunk))
+        params = tuple(x for seq, v in zip(seqs[at:at + len(chunk)], chunk, strict=True)
+                       for x in (seq, *v))
+        conn.exec_driver_sql(
+            f"INSERT INTO {WebhookDeliveryRow.__tablename__} ({cols}) VALUES {marks}", params)
+    return seqs
+
+
+def _delivered_sqlite(conn: Connection, ok: Sequence[Mapping[str, Any]]) -> None:
+    """``_DELIVERED`` for each of ``ok``, one statement a chunk (see ``_add_sqlite``)."""
+    table = WebhookDeliveryRow.__tablename__
+    for at in range(0, len(ok), _SQLITE_CHUNK):
+        chunk = ok[at:at + _SQLITE_CHUNK]
+        whens = " ".join(["WHEN ? THEN ?"] * len(chunk))
+        marks = ", ".join("?" * len(chunk))
+        params = (DELIVERED, *(x for a in chunk for x in (a["s"], a["at"])),
+                  *(a["s"] for a in chunk))
+        conn.exec_driver_sql(
+            f"UPDATE {table} SET status = ?, last_error = '', attempts = attempts + 1, "
+            f"delivered_at = CASE seq {whens} END WHERE seq IN ({marks})", params)
 _E = WebhookEndpointRow
 _P = bindparam("p", type_=Double)
 # A success: failures forgotten and the rest over, unless another node rested the
@@ -262,18 +303,16 @@ class WebhookTables(Database):
         returns their ``seq``, in the same order."""
         if not rows:
             return []
-        values = [{
-            "delivery_id": r.delivery_id, "endpoint_id": r.endpoint_id,
-            "event_id": r.event_id, "event_type": r.event_type, "order_key": r.order_key,
-            "node": node, "body": r.body, "status": PENDING, "attempts": 0, "last_error": "",
-            "created_at": r.created_at, "delivered_at": None,
-        } for r in rows]
-        # seq follows list order; RETURNING sorted by parameter order gives each row
-        # its seq (SQLAlchemy batches the rows: "insertmanyvalues"), so the sender can
-        # take them as they are committed. Core in a group commit: the publisher waits
-        # for this commit.
-        def write(conn: Connection) -> list[int]:
-            return list(conn.execute(_ADD, values).scalars())
+        values = [(r.delivery_id, r.endpoint_id, r.event_id, r.event_type, r.order_key, node,
+                   r.body, PENDING, 0, "", r.created_at, None) for r in rows]
+
+        def write(conn: Connection) -> list[int]:  # Core in a group commit
+            if conn.dialect.name == "sqlite":
+                return _add_sqlite(conn, values)
+            # seq from the sequence, in list order: RETURNING sorted by parameter order
+            # (SQLAlchemy batches the rows: "insertmanyvalues").
+            return list(conn.execute(_ADD, [dict(zip(_ADD_COLUMNS, v, strict=True))
+                                            for v in values]).scalars())
 
         return await self._write_core(write)
 
@@ -348,7 +387,9 @@ class WebhookTables(Database):
                 _E.disabled_reason)
 
         def write(conn: Connection) -> list[StoredState]:  # Core in a group commit
-            if ok:
+            if ok and conn.dialect.name == "sqlite":
+                _delivered_sqlite(conn, ok)
+            elif ok:
                 conn.execute(_DELIVERED, ok)
             if failed:
                 conn.execute(_FAILED, failed)
