@@ -184,6 +184,9 @@ class Database:
         # SQLite: the group commit's transactions run whole in one thread, on their
         # own synchronous connection (see ``_write_core``).
         self._file: Engine | None = None
+        # The group commit thread's connection, opened there on first use and kept: a
+        # checkout from the pool and its reset on return cost more than a small write.
+        self._file_conn: Connection | None = None
         self._file_thread: ThreadPoolExecutor | None = None
         if self._serial:
             self._file = _sqlite_file_engine(engine.url)
@@ -204,7 +207,7 @@ class Database:
         # A second close (a test's, say, after the server's own) finds the thread gone.
         thread, self._file_thread = self._file_thread, None
         if self._file is not None and thread is not None:
-            await asyncio.get_running_loop().run_in_executor(thread, self._file.dispose)
+            await asyncio.get_running_loop().run_in_executor(thread, self._close_file)
             thread.shutdown()
 
     async def ping(self) -> None:
@@ -271,8 +274,25 @@ class Database:
 
     def _in_file_transaction(self, write: Callable[[Connection], T]) -> T:
         assert self._file is not None
-        with self._file.begin() as conn:
-            return write(conn)
+        conn = self._file_conn
+        if conn is None:
+            conn = self._file_conn = self._file.connect()
+        try:
+            with conn.begin():
+                return write(conn)
+        except BaseException:
+            # Whatever went wrong may have left the connection unusable: a new one next.
+            self._file_conn = None
+            conn.close()
+            raise
+
+    def _close_file(self) -> None:
+        """In the group commit thread: its connection closed, the engine disposed."""
+        conn, self._file_conn = self._file_conn, None
+        if conn is not None:
+            conn.close()
+        if self._file is not None:
+            self._file.dispose()
 
     @asynccontextmanager
     async def _config_write(self) -> AsyncIterator[AsyncSession]:
