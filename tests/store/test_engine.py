@@ -128,3 +128,35 @@ async def test_a_schema_newer_than_this_code_is_refused_in_one_line(db_url: str)
     with pytest.raises(SchemaAhead, match=rf"at schema revision 9999, newer than this tongdai"
                        rf" knows \(up to {_head()}\): run the newer tongdai"):
         await open_store(db_url, key=STORE_KEY)
+
+
+@pytest.mark.pg
+async def test_connections_postgresql_closed_are_replaced_unnoticed(db_url: str) -> None:
+    """A PostgreSQL restart (or an administrator) ends the pool's idle connections: the
+    next reads and group-committed writes get new ones instead of failing."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's connections")
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    store = await open_store(db_url, key=STORE_KEY)
+    try:
+        app = await store.create_app("acme")
+        for _ in range(3):  # connections in the pool, reads and group commits both
+            await asyncio.gather(store.list_apps(), store.create_app("other"))
+        url = make_url(db_url)
+        admin = await asyncpg.connect(user=url.username or "postgres", host=url.host,
+                                      port=url.port or 5432, database="postgres")
+        try:
+            ended = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()", url.database)
+        finally:
+            await admin.close()
+        assert ended >= 1
+        await asyncio.sleep(0.2)  # the terminations reach the pool's connections
+        assert app.app_id in {a.app_id for a in await store.list_apps()}
+        again = await store.create_app("after")
+        assert again.app_id in {a.app_id for a in await store.list_apps()}
+    finally:
+        await store.close()

@@ -28,6 +28,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, event, select, text, update
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import URL, Connection, CursorResult, Result, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -58,11 +59,34 @@ def create_engine(url: str) -> AsyncEngine:
     ``postgresql+asyncpg://...``), creating the SQLite file owner-only if needed."""
     u = make_url(url)
     if u.get_backend_name() != "sqlite":
-        return create_async_engine(u, pool_pre_ping=True)
+        engine = create_async_engine(u)
+        _drop_closed_connections(engine.sync_engine)
+        return engine
     _private_file(u)
     engine = create_async_engine(u)
     _sqlite_setup(engine.sync_engine)
     return engine
+
+
+def _drop_closed_connections(engine: Engine) -> None:
+    """A pooled connection that the server closed (a PostgreSQL restart, an
+    administrator's ``pg_terminate_backend``, an idle timeout) is replaced at checkout
+    rather than handed out to fail.
+
+    The driver has seen the close already: the event loop reads every connection's
+    socket, idle or not, so asyncpg marks one closed when the server ends it. Checking
+    that costs nothing, where SQLAlchemy's ``pool_pre_ping`` makes a round trip to the
+    server on every checkout (on a busy event loop, a few milliseconds each). A
+    connection cut off silently (no close reaches this host) is not detected here; its
+    first query fails, and SQLAlchemy then replaces every connection of the pool.
+    """
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        driver = getattr(dbapi_conn, "driver_connection", None)
+        is_closed = getattr(driver, "is_closed", None)
+        if is_closed is not None and is_closed():
+            raise DisconnectionError("the server closed this connection")
 
 
 def _sqlite_file_engine(u: URL) -> Engine | None:
