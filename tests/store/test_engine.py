@@ -4,13 +4,14 @@ concurrent writers on one SQLite file."""
 import asyncio
 from pathlib import Path
 
+import asyncpg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from tests.store.support import STORE_KEY
 
 from tongdai.pbx.credentials import digest_keys
@@ -136,9 +137,6 @@ async def test_connections_postgresql_closed_are_replaced_unnoticed(db_url: str)
     next reads and group-committed writes get new ones instead of failing."""
     if not db_url.startswith("postgresql"):
         pytest.skip("PostgreSQL's connections")
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
     store = await open_store(db_url, key=STORE_KEY)
     try:
         app = await store.create_app("acme")

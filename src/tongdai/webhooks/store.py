@@ -170,42 +170,10 @@ _ADD_COLUMNS = ("delivery_id", "endpoint_id", "event_id", "event_type", "order_k
 # Rows per INSERT on SQLite: 13 parameters each, well below its limit of 32,766.
 _SQLITE_CHUNK = 500
 _LAST_SEQ = select(func.max(WebhookDeliveryRow.seq))
-
-
-def _add_sqlite(conn: Connection, values: Sequence[tuple[object, ...]]) -> list[int]:
-    """Insert rows with the next seqs, in list order, one statement a chunk.
-
-    The transaction holds SQLite's write lock from its start (BEGIN IMMEDIATE), so the
-    numbers after the largest seq are this writer's to give. One multi-row INSERT runs
-    in one step of the database, where an executemany (or RETURNING) takes a step per
-    row, and each step gives the interpreter lock to the event loop's thread and waits
-    to get it back: on a busy loop, milliseconds a row.
-    """
-    first = int(conn.scalar(_LAST_SEQ) or 0) + 1
-    seqs = list(range(first, first + len(values)))
-    cols = ", ".join(("seq", *_ADD_COLUMNS))
-    for at in range(0, len(values), _SQLITE_CHUNK):
-        chunk = values[at:at + _SQLITE_CHUNK]
-        marks = ", ".join(["(" + ", ".join("?" * (len(_ADD_COLUMNS) + 1)) + ")"] * len(chunk))
-        params = tuple(x for seq, v in zip(seqs[at:at + len(chunk)], chunk, strict=True)
-                       for x in (seq, *v))
-        conn.exec_driver_sql(
-            f"INSERT INTO {WebhookDeliveryRow.__tablename__} ({cols}) VALUES {marks}", params)
-    return seqs
-
-
-def _delivered_sqlite(conn: Connection, ok: Sequence[Mapping[str, Any]]) -> None:
-    """``_DELIVERED`` for each of ``ok``, one statement a chunk (see ``_add_sqlite``)."""
-    table = WebhookDeliveryRow.__tablename__
-    for at in range(0, len(ok), _SQLITE_CHUNK):
-        chunk = ok[at:at + _SQLITE_CHUNK]
-        whens = " ".join(["WHEN ? THEN ?"] * len(chunk))
-        marks = ", ".join("?" * len(chunk))
-        params = (DELIVERED, *(x for a in chunk for x in (a["s"], a["at"])),
-                  *(a["s"] for a in chunk))
-        conn.exec_driver_sql(
-            f"UPDATE {table} SET status = ?, last_error = '', attempts = attempts + 1, "
-            f"delivered_at = CASE seq {whens} END WHERE seq IN ({marks})", params)
+# SQLite's INSERT of the outbox up to its VALUES, and one row's placeholders (seq first).
+_SQLITE_INSERT = (f"INSERT INTO {WebhookDeliveryRow.__tablename__} "
+                  f"({', '.join(('seq', *_ADD_COLUMNS))}) VALUES ")
+_SQLITE_ROW = "(" + ", ".join("?" * (len(_ADD_COLUMNS) + 1)) + ")"
 _E = WebhookEndpointRow
 _P = bindparam("p", type_=Double)
 # A success: failures forgotten and the rest over, unless another node rested the
@@ -225,6 +193,40 @@ _DISABLE = (update(_E).where(_E.endpoint_id == bindparam("e"), _E.enabled.is_(Tr
             .values(enabled=False, disabled_reason=bindparam("why")))
 _BUMP_CONFIG = (update(ConfigVersion).where(ConfigVersion.id == 1)
                 .values(version=ConfigVersion.version + 1))
+
+
+def _add_sqlite(conn: Connection, values: Sequence[tuple[object, ...]]) -> list[int]:
+    """Insert rows with the next seqs, in list order, one statement a chunk.
+
+    The transaction holds SQLite's write lock from its start (BEGIN IMMEDIATE), so the
+    numbers after the largest seq are this writer's to give. One multi-row INSERT runs
+    in one step of the database, where an executemany (or RETURNING) takes a step per
+    row, and each step gives the interpreter lock to the event loop's thread and waits
+    to get it back: on a busy loop, milliseconds a row.
+    """
+    first = int(conn.scalar(_LAST_SEQ) or 0) + 1
+    seqs = list(range(first, first + len(values)))
+    for at in range(0, len(values), _SQLITE_CHUNK):
+        chunk = values[at:at + _SQLITE_CHUNK]
+        marks = ", ".join([_SQLITE_ROW] * len(chunk))
+        params = tuple(x for seq, v in zip(seqs[at:at + len(chunk)], chunk, strict=True)
+                       for x in (seq, *v))
+        conn.exec_driver_sql(_SQLITE_INSERT + marks, params)
+    return seqs
+
+
+def _delivered_sqlite(conn: Connection, ok: Sequence[Mapping[str, Any]]) -> None:
+    """``_DELIVERED`` for each of ``ok``, one statement a chunk (see ``_add_sqlite``)."""
+    table = WebhookDeliveryRow.__tablename__
+    for at in range(0, len(ok), _SQLITE_CHUNK):
+        chunk = ok[at:at + _SQLITE_CHUNK]
+        whens = " ".join(["WHEN ? THEN ?"] * len(chunk))
+        marks = ", ".join("?" * len(chunk))
+        params = (DELIVERED, *(x for a in chunk for x in (a["s"], a["at"])),
+                  *(a["s"] for a in chunk))
+        conn.exec_driver_sql(
+            f"UPDATE {table} SET status = ?, last_error = '', attempts = attempts + 1, "
+            f"delivered_at = CASE seq {whens} END WHERE seq IN ({marks})", params)
 
 
 class WebhookTables(Database):
