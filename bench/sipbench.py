@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -113,6 +114,7 @@ class Tongdai:
         said: list[str] = []
         for line in self.proc.stdout:
             if "stop with Ctrl-C" in line:
+                self._drain()
                 return
             said.append(line)
         self.proc.wait()
@@ -120,6 +122,31 @@ class Tongdai:
         text = "".join(said[-20:])
         raise (PortTaken if "is in use" in text else RuntimeError)(
             "tongdai did not start:\n" + text)
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "serve.log"
+
+    def _drain(self) -> None:
+        """Copy the server's output to ``log_path`` from now on: a pipe nobody reads
+        fills up and then blocks the server's logging, which would stall its event loop
+        and be measured as the PBX's speed."""
+        proc, out = self.proc, self.log_path.open("a")
+        assert proc is not None and proc.stdout is not None
+        stream = proc.stdout
+
+        def copy() -> None:
+            for line in stream:
+                out.write(line)
+                out.flush()
+            out.close()
+
+        threading.Thread(target=copy, daemon=True).start()
+
+    def warnings(self) -> list[str]:
+        """The lines the server has logged since it started (warnings and worse, at the
+        benchmarks' log level)."""
+        return self.log_path.read_text().splitlines() if self.log_path.exists() else []
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -20,7 +20,7 @@ def test_defaults() -> None:
                                                                   "127.0.0.1", 5060)
     assert s.domain == "127.0.0.1"  # the realm falls back to the SIP host
     assert s.base_url == "http://127.0.0.1:8080"
-    assert s.rtp_port_range == (20000, 20999)
+    assert s.rtp_port_range == (20000, 29999)
     assert s.timezone == "Asia/Ho_Chi_Minh"
     assert s.record_calls_default is True
     assert s.db_url == f"sqlite+aiosqlite:///{(Path('tongdai-data') / 'tongdai.sqlite3').resolve()}"

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import gc
 import logging
+import resource
 import signal
 import socket
 import ssl
@@ -475,6 +476,24 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
+# Open files a process may ask for, at most, whatever its hard limit allows.
+MAX_OPEN_FILES = 1 << 20
+
+
+def _raise_open_file_limit() -> None:
+    """Raise the soft limit on open files to the hard one.
+
+    Every media leg holds two sockets and every SIP/TCP connection one; the soft limit
+    most shells and service managers start a process with (1,024) would cap a PBX at
+    a few hundred calls. The hard limit is the administrator's word on it.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, MAX_OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
 def _print_banner(pbx: Pbx, info: dict[str, object] | None, *, demo: bool = False,
                   console: dict[str, str | None] | None = None) -> None:
     s = pbx.settings
@@ -510,6 +529,7 @@ def _print_banner(pbx: Pbx, info: dict[str, object] | None, *, demo: bool = Fals
 
 def main(settings: Settings, *, demo: bool = False) -> int:
     logs.setup(settings.log_level, settings.log_style)
+    _raise_open_file_limit()
     # Migration chatter is for `tongdai db upgrade`, not for every start.
     if settings.log_level != "debug":
         logging.getLogger("alembic").setLevel(logging.WARNING)

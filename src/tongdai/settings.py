@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     tls_cert: str = ""
     tls_key: str = ""
     sip_ws_origins: str = ""
-    rtp_ports: str = "20000-20999"
+    # Two ports a leg, two legs a call: 2,500 calls with media at once.
+    rtp_ports: str = "20000-29999"
     # Who moves the media: "" = the built-in relay; "rtpengine:HOST:PORT" = the
     # rtpengine whose ng protocol listens there (tongdai.media.rtpengine). Its
     # recordings become tongdai's MP3s when tongdai can read rtpengine's
@@ -159,7 +160,7 @@ class Settings(BaseSettings):
     def _check_rtp_ports(cls, v: str) -> str:
         lo, sep, hi = v.partition("-")
         if not sep or not lo.strip().isdigit() or not hi.strip().isdigit():
-            raise ValueError("must be a range like 20000-20999")
+            raise ValueError("must be a range like 20000-29999")
         a, b = int(lo), int(hi)
         if not (1024 <= a < b <= 65535) or (b - a) < 3:
             raise ValueError("must be a range of at least 4 ports within 1024-65535")

@@ -8,6 +8,7 @@ import json
 import os
 import random
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -60,11 +61,20 @@ class Running:
 
 
 @contextmanager
-def _serve(tmp_path: Path, env: dict[str, str]) -> Iterator[Running]:
+def _serve(tmp_path: Path, env: dict[str, str],
+           open_files: tuple[int, int] | None = None) -> Iterator[Running]:
+    """``tongdai serve`` started as a shell would, with ``open_files`` as its (soft,
+    hard) limit on open files when given."""
     out, err = tmp_path / "stdout", tmp_path / "stderr"
+
+    def limit() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, open_files)
+
     with out.open("w") as o, err.open("w") as e:
         proc = subprocess.Popen([sys.executable, "-m", "tongdai", "serve"], env=env,
-                                stdout=o, stderr=e, text=True, cwd=tmp_path)
+                                stdout=o, stderr=e, text=True, cwd=tmp_path,
+                                preexec_fn=limit)
     run = Running(proc, out, err)
     try:
         deadline = time.monotonic() + 60
@@ -231,3 +241,22 @@ def test_a_port_in_use_is_named(tmp_path: Path, setting: str, kind: str) -> None
         f"another server, is listening there); stop it or set {setting} to a free port\n"
     ), res.stderr
     assert "Traceback" not in res.stderr
+
+
+def _open_files(pid: int) -> tuple[int, int]:
+    """The (soft, hard) limit on open files of process ``pid``."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no open-files line in /proc/PID/limits")
+
+
+def test_the_server_raises_its_open_file_limit_to_the_hard_one(tmp_path: Path) -> None:
+    """A shell's soft limit of 1,024 open files would cap the media relay at ~250
+    calls: the server takes what the hard limit allows."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"the hard limit here ({hard}) leaves nothing to raise to")
+    with _serve(tmp_path, _env(tmp_path), open_files=(1024, 2048)) as srv:
+        assert _open_files(srv.proc.pid) == (2048, 2048)
