@@ -75,6 +75,7 @@ def main() -> None:
         for rate in rates:
             r = run_sipp(sipp_args, rate=rate, count=int(rate * args.seconds),
                          server_pid=td.pid, workdir=work)
+            td.print_new_warnings()
             results.append(r)
             if r.failed or r.retrans or r.ok < r.calls:
                 break

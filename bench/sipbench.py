@@ -57,6 +57,7 @@ class Tongdai:
     env: dict[str, str]
     sip_port: int
     proc: subprocess.Popen[str] | None = None
+    _reported: int = 0
 
     @classmethod
     def create(cls, **settings: str) -> Tongdai:
@@ -148,6 +149,16 @@ class Tongdai:
         benchmarks' log level)."""
         return self.log_path.read_text().splitlines() if self.log_path.exists() else []
 
+    def print_new_warnings(self, most: int = 3) -> None:
+        """Print the first ``most`` lines the server logged since the last call (a
+        failed step's cause is usually among them)."""
+        said = self.warnings()
+        for line in said[self._reported:self._reported + most]:
+            print(f"  tongdai logged: {line[:200]}", flush=True)
+        if len(said) > self._reported + most:
+            print(f"  ... and {len(said) - self._reported - most} more lines", flush=True)
+        self._reported = len(said)
+
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.send_signal(signal.SIGTERM)
@@ -203,6 +214,12 @@ def run_sipp(args: list[str], *, rate: int, count: int,
     cpu = used / secs
     rows = stat.read_text().splitlines()
     row = dict(zip(rows[0].split(";"), rows[-1].split(";"), strict=False))
+    causes = {k: v for k, v in row.items()
+              if k.startswith("Failed") and k != "FailedCall(C)" and k.endswith("(C)")
+              and v not in ("", "0")}
+    if causes:  # why SIPp counted calls as failed, in its own words
+        print(f"  sipp at {rate}/s: " + ", ".join(f"{k[:-3]} {v}" for k, v in causes.items()),
+              flush=True)
     rtts: list[float] = []
     for f in workdir.glob("*_rtt.csv"):
         with f.open() as fh:

@@ -232,6 +232,44 @@ def test_server_transactions_are_bounded_with_503() -> None:
     assert ep.stats["overloaded"] == 1
 
 
+def test_a_full_table_forgets_its_oldest_answered_transaction_before_refusing() -> None:
+    """Answered transactions that only absorb repeats make room, oldest first; a table
+    full of unanswered ones still refuses with 503."""
+    ep = Endpoint(host=B_HOST, port=5060, max_server_transactions=3)
+    for i in range(2):  # answered: Completed, absorbing repeats for Timer J
+        ep.receive(_raw("OPTIONS", f"SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKa{i}"), UAC, float(i))
+        (ev,) = _drain(ep)
+        assert isinstance(ev, RequestReceived) and ev.txn is not None
+        ep.send_response(ev.txn, make_response(ev.request, 200), float(i))
+    ep.receive(_raw("OPTIONS", "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKopen"), UAC, 2.0)
+    assert len(_drain(ep)) == 1 and ep.live_transactions == 3
+    ep.datagrams_to_send()
+
+    ep.receive(_raw("OPTIONS", "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKnew"), UAC, 3.0)
+    assert len(_drain(ep)) == 1 and ep.live_transactions == 3
+    assert ep.stats["absorbers_evicted"] == 1 and ep.stats["overloaded"] == 0
+    assert ep.datagrams_to_send() == []  # no 503
+    # a0 was forgotten: its repeat is a new request; a1 still absorbs its own
+    ep.receive(_raw("OPTIONS", "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKa1"), UAC, 4.0)
+    assert _drain(ep) == []
+    ((resent, _),) = _sent(ep)
+    assert isinstance(resent, Response) and resent.status == 200
+    assert ep.stats["absorbers_evicted"] == 1
+    ep.receive(_raw("OPTIONS", "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKa0"), UAC, 5.0)
+    (again,) = _drain(ep)
+    assert isinstance(again, RequestReceived)
+    assert ep.stats["absorbers_evicted"] == 2 and ep.live_transactions == 3
+    # Three open transactions and nothing answered: the next one gets 503
+    ep.receive(_raw("OPTIONS", "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKfull"), UAC, 6.0)
+    assert _drain(ep) == []
+    ((refused, _),) = _sent(ep)
+    assert isinstance(refused, Response) and refused.status == 503
+    assert ep.stats["overloaded"] == 1
+    # Timer J of the forgotten transactions finds nothing to end
+    ep.handle_timer(100.0)
+    assert ep.live_transactions == 3
+
+
 # Malformed input (never raises) ------------------------------------------------
 
 

@@ -46,7 +46,7 @@ MAX_FORWARDS = 70
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 STATS = (
     "requests", "responses", "retransmissions", "malformed_answered", "malformed_dropped",
-    "stray_responses", "overloaded", "internal_errors",
+    "stray_responses", "overloaded", "absorbers_evicted", "internal_errors",
 )
 
 
@@ -67,6 +67,11 @@ class Endpoint:
         self.stats: dict[str, int] = dict.fromkeys(STATS, 0)
         self._client: dict[str, Transaction] = {}
         self._server: dict[str, Transaction] = {}
+        # Non-INVITE server transactions over UDP in Completed (RFC 3261 §17.2.2),
+        # by key, oldest first: (method, last response, its host and port, the end
+        # of Timer J). Nothing in them for the garbage collector to walk; when the
+        # table is full the oldest goes first (``_make_room``).
+        self._absorbers: dict[str, tuple[str, bytes, str, int, float]] = {}
         # INVITE transactions answered 2xx, by (Call-ID, CSeq number): the ACK for a 2xx
         # has its own branch, so it is matched like a dialog would (§13.3.1.4).
         self._awaiting_ack: dict[tuple[str, int], Transaction] = {}
@@ -121,14 +126,22 @@ class Endpoint:
     def get_timer(self) -> float | None:
         """The earliest pending deadline, or ``None`` when no timer runs."""
         heap = self._heap
+        first: float | None = None
         while heap:
             deadline, _, txn, timer = heap[0]
             if txn.deadlines.get(timer) == deadline:
-                return deadline
+                first = deadline
+                break
             heapq.heappop(heap)  # stale: stopped, re-armed or its transaction ended
-        return None
+        if self._absorbers:
+            until = next(iter(self._absorbers.values()))[4]
+            if first is None or until < first:
+                return until
+        return first
 
     def handle_timer(self, now: float) -> None:
+        if self._absorbers:
+            self._expire_absorbers(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
             deadline, _, txn, timer = heapq.heappop(heap)
@@ -187,6 +200,10 @@ class Endpoint:
         """Answer a request through its server transaction ``txn``."""
         t = self._server.get(txn)
         if t is None:
+            if txn in self._absorbers:
+                raise LocalProtocolError(
+                    f"a response is not allowed in the {Kind.NIST.value} transaction's "
+                    f"{State.COMPLETED.value} state: {txn} is answered")
             raise LocalProtocolError(f"no server transaction {txn}: it ended or never existed")
         status = response.status
         if status < 200:
@@ -254,7 +271,9 @@ class Endpoint:
     def transaction_state(self, txn: str) -> State | None:
         """The state of a live transaction, for diagnostics and tests."""
         t = self._client.get(txn) or self._server.get(txn)
-        return t.state if t is not None else None
+        if t is None:
+            return State.COMPLETED if txn in self._absorbers else None
+        return t.state
 
     def uses(self, peer: Peer) -> bool:
         """Whether a live transaction sends to or came from ``peer`` (a connection the
@@ -268,7 +287,7 @@ class Endpoint:
     @property
     def live_transactions(self) -> int:
         """How many client and server transactions are alive."""
-        return len(self._client) + len(self._server)
+        return len(self._client) + len(self._server) + len(self._absorbers)
 
     # Receiving ---------------------------------------------------------------
 
@@ -299,7 +318,9 @@ class Endpoint:
             self.stats["retransmissions"] += 1
             txn.step(Input.REQUEST, self, now)
             return
-        if len(self._server) >= self.max_server_transactions:
+        if self._absorbers and self._absorbed(key, method):
+            return
+        if not self._make_room():
             self.stats["overloaded"] += 1
             self._reply(req, 503, peer)
             return
@@ -339,7 +360,9 @@ class Endpoint:
             self.stats["retransmissions"] += 1
             own.step(Input.REQUEST, self, now)
             return
-        if len(self._server) >= self.max_server_transactions:
+        if self._absorbers and self._absorbed(f"{key}|CANCEL", "CANCEL"):
+            return
+        if not self._make_room():
             self.stats["overloaded"] += 1
             self._reply(req, 503, peer)
             return
@@ -434,6 +457,47 @@ class Endpoint:
             # Lazy deletion leaves stale entries; drop them once they dominate.
             self._heap = [e for e in heap if e[2].deadlines.get(e[3]) == e[0]]
             heapq.heapify(self._heap)
+
+    def _absorb(self, txn: Transaction, until: float) -> None:
+        # The transaction object ends here; its Completed state goes on as a record.
+        txn.state = State.TERMINATED
+        txn.deadlines.clear()
+        self._finished(txn)
+        dest = txn.dest
+        self._absorbers[txn.key] = (txn.method, txn.wire, dest.host, dest.port, until)
+
+    def _absorbed(self, key: str, method: str) -> bool:
+        """Whether the request is a repeat of one answered in Completed: then its
+        response is sent again (RFC 3261 §17.2.2)."""
+        held = self._absorbers.get(key)
+        if held is None:
+            return False
+        if held[0] != method:
+            raise RemoteProtocolError(400, "Via branch reused for another request")
+        self.stats["retransmissions"] += 1
+        self._out.append((held[1], Peer("udp", held[2], held[3])))
+        return True
+
+    def _expire_absorbers(self, now: float) -> None:
+        absorbers = self._absorbers
+        while absorbers:
+            key = next(iter(absorbers))
+            if absorbers[key][4] > now:
+                return
+            del absorbers[key]
+
+    def _make_room(self) -> bool:
+        """Whether a new server transaction fits: when the table is full, the oldest
+        record of a Completed one goes to make room (a request repeated for it later is
+        handled as new, as after Timer J). False when every transaction has work left:
+        the caller refuses the request with 503."""
+        if len(self._server) + len(self._absorbers) < self.max_server_transactions:
+            return True
+        if not self._absorbers:
+            return False
+        del self._absorbers[next(iter(self._absorbers))]
+        self.stats["absorbers_evicted"] += 1
+        return True
 
     def _finished(self, txn: Transaction) -> None:
         key = txn.key

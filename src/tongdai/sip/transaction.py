@@ -267,6 +267,7 @@ class Sink(Protocol):
     def _emit(self, event: SipEvent) -> None: ...
     def _arm(self, txn: Transaction, timer: Input, deadline: float) -> None: ...
     def _finished(self, txn: Transaction) -> None: ...
+    def _absorb(self, txn: Transaction, until: float) -> None: ...
     def _send_cancel(self, txn: Transaction, now: float) -> None: ...
     def _await_ack(self, txn: Transaction) -> None: ...
     def _build_ack(self, txn: Transaction, response: Response) -> bytes: ...
@@ -346,8 +347,16 @@ class Transaction:
         if not timers:
             return
         reliable = self.peer.reliable
-        immediate: Input | None = None
         table = self.cfg._table
+        if state is S.COMPLETED and self.kind is Kind.NIST and not reliable:
+            # RFC 3261 §17.2.2: Completed only repeats the final response for Timer J
+            # (64*T1). The endpoint keeps that as a compact record and this object
+            # goes (``Sink._absorb``): a busy registrar holds hundreds of thousands.
+            until = table[(In.TIMER_J, False)]
+            assert until is not None
+            sink._absorb(self, now + until)
+            return
+        immediate: Input | None = None
         for timer in timers:
             d = table[(timer, reliable)]
             if d is None:
