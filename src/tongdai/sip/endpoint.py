@@ -68,10 +68,12 @@ class Endpoint:
         self._client: dict[str, Transaction] = {}
         self._server: dict[str, Transaction] = {}
         # Non-INVITE server transactions over UDP in Completed (RFC 3261 §17.2.2),
-        # by key, oldest first: (method, last response, its host and port, the end
-        # of Timer J). Nothing in them for the garbage collector to walk; when the
-        # table is full the oldest goes first (``_make_room``).
-        self._absorbers: dict[str, tuple[str, bytes, str, int, float]] = {}
+        # by key: (method, last response, its host and port). Their keys in the order
+        # Timer J ends them (one duration for all: the order they came in), which is
+        # also the order a full table lets them go (``_make_room``). Nothing in either
+        # for the garbage collector to walk.
+        self._absorbers: dict[str, tuple[str, bytes, str, int]] = {}
+        self._absorber_ends: deque[tuple[float, str]] = deque()
         # INVITE transactions answered 2xx, by (Call-ID, CSeq number): the ACK for a 2xx
         # has its own branch, so it is matched like a dialog would (§13.3.1.4).
         self._awaiting_ack: dict[tuple[str, int], Transaction] = {}
@@ -133,14 +135,14 @@ class Endpoint:
                 first = deadline
                 break
             heapq.heappop(heap)  # stale: stopped, re-armed or its transaction ended
-        if self._absorbers:
-            until = next(iter(self._absorbers.values()))[4]
+        if self._absorber_ends:
+            until = self._absorber_ends[0][0]
             if first is None or until < first:
                 return until
         return first
 
     def handle_timer(self, now: float) -> None:
-        if self._absorbers:
+        if self._absorber_ends:
             self._expire_absorbers(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
@@ -464,7 +466,8 @@ class Endpoint:
         txn.deadlines.clear()
         self._finished(txn)
         dest = txn.dest
-        self._absorbers[txn.key] = (txn.method, txn.wire, dest.host, dest.port, until)
+        self._absorbers[txn.key] = (txn.method, txn.wire, dest.host, dest.port)
+        self._absorber_ends.append((until, txn.key))
 
     def _absorbed(self, key: str, method: str) -> bool:
         """Whether the request is a repeat of one answered in Completed: then its
@@ -479,12 +482,9 @@ class Endpoint:
         return True
 
     def _expire_absorbers(self, now: float) -> None:
-        absorbers = self._absorbers
-        while absorbers:
-            key = next(iter(absorbers))
-            if absorbers[key][4] > now:
-                return
-            del absorbers[key]
+        ends = self._absorber_ends
+        while ends and ends[0][0] <= now:
+            del self._absorbers[ends.popleft()[1]]
 
     def _make_room(self) -> bool:
         """Whether a new server transaction fits: when the table is full, the oldest
@@ -493,9 +493,9 @@ class Endpoint:
         the caller refuses the request with 503."""
         if len(self._server) + len(self._absorbers) < self.max_server_transactions:
             return True
-        if not self._absorbers:
+        if not self._absorber_ends:
             return False
-        del self._absorbers[next(iter(self._absorbers))]
+        del self._absorbers[self._absorber_ends.popleft()[1]]
         self.stats["absorbers_evicted"] += 1
         return True
 
