@@ -1,7 +1,7 @@
 import resource
 
 from tongdai.media.idle_legs import IdleLegs
-from tongdai.media.relay import IDLE_LEGS, idle_legs_cap
+from tongdai.media.relay import idle_legs_cap
 
 
 def test_legs_come_back_oldest_first_once_out_of_quarantine() -> None:
@@ -22,11 +22,17 @@ def test_capacity_and_drain() -> None:
     assert len(idle) == 0 and idle.take(5.0) is None
 
 
-def test_the_relay_parks_at_most_a_sixteenth_of_its_file_descriptors() -> None:
+def test_the_relay_parks_its_whole_range_within_an_eighth_of_its_file_descriptors() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
-        assert idle_legs_cap() == 64
+        assert idle_legs_cap(5000) == 128  # 256 sockets of 1,024
+        assert idle_legs_cap(100) == 100  # a small range: all of it
+        if hard == resource.RLIM_INFINITY or hard >= 65536:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (65536, hard))
+            assert idle_legs_cap(5000) == 5000  # the default range, whole
+        elif hard >= 8192:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (8192, hard))
+            assert idle_legs_cap(5000) == 1024
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    assert idle_legs_cap() <= IDLE_LEGS

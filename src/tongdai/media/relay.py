@@ -61,17 +61,24 @@ _MAX_BUFFERED = 3000
 # A leg of an ended call waits this long (seconds) before another call has it: the
 # last packets of the ended call are over by then (see ``idle_legs``).
 LEG_QUARANTINE = 2.0
-# Legs kept open for later calls, at most (two sockets each), and at most a sixteenth
-# of the file descriptors the process may open (an eighth of them as sockets): the
-# TCP listener counts on half of them (``transport.tcp``).
-IDLE_LEGS = 2000
+# Parked legs (two sockets each) may hold at most this share of the file descriptors
+# the process may open: the TCP listener counts on half of them (``transport.tcp``),
+# the calls' own legs and the database on the rest.
+IDLE_LEGS_FD_SHARE = 8
 
 
-def idle_legs_cap() -> int:
+def idle_legs_cap(port_pairs: int) -> int:
+    """Legs kept open for later calls, at most: as many as the RTP range has port
+    pairs, within an eighth of the file descriptors (a quarter of them as sockets).
+
+    A call that finds no parked leg binds two sockets and a later one closes them:
+    at hundreds of calls a second, with 2 s of quarantine per leg, a smaller pool
+    turns most calls into that churn (and the closed transports into work for the
+    garbage collector)."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft <= 0:
-        return IDLE_LEGS
-    return min(IDLE_LEGS, soft // 16)
+        return port_pairs
+    return min(port_pairs, soft // IDLE_LEGS_FD_SHARE)
 
 Addr = tuple[str, int]
 
@@ -434,7 +441,7 @@ class RelayEngine:
         self._pool = PortPool(*port_range)
         self._nowhere: _Port = cast(_Port, None)  # set by ``start``
         self._idle: IdleLegs[_Leg] = IdleLegs(quarantine=LEG_QUARANTINE,
-                                              capacity=idle_legs_cap())
+                                              capacity=idle_legs_cap(self._pool.size))
         self._sessions: set[RelaySession] = set()
         self.ticker = Ticker()  # paces the audio tongdai itself plays, on every call
         self._relayed = 0  # by the sessions closed so far

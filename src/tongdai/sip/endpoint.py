@@ -67,13 +67,13 @@ class Endpoint:
         self.stats: dict[str, int] = dict.fromkeys(STATS, 0)
         self._client: dict[str, Transaction] = {}
         self._server: dict[str, Transaction] = {}
-        # Non-INVITE server transactions over UDP in Completed (RFC 3261 §17.2.2),
-        # by key: (method, last response, its host and port). Their keys in the order
-        # Timer J ends them (one duration for all: the order they came in), which is
-        # also the order a full table lets them go (``_make_room``). Nothing in either
-        # for the garbage collector to walk.
-        self._absorbers: dict[str, tuple[str, bytes, str, int]] = {}
-        self._absorber_ends: deque[tuple[float, str]] = deque()
+        # Server transactions left only to resend their last response (a non-INVITE
+        # over UDP in Completed, RFC 3261 §17.2.2; an INVITE answered 2xx and ACKed,
+        # RFC 6026 §7.1), by key: (method, the response, where it goes). Their ends
+        # (Timer J or L) in a heap: the soonest to end is also the first a full table
+        # lets go (``_make_room``). Nothing in either for the garbage collector to walk.
+        self._absorbers: dict[str, tuple[str, bytes, str, str, int]] = {}
+        self._absorber_ends: list[tuple[float, str]] = []
         # INVITE transactions answered 2xx, by (Call-ID, CSeq number): the ACK for a 2xx
         # has its own branch, so it is matched like a dialog would (§13.3.1.4).
         self._awaiting_ack: dict[tuple[str, int], Transaction] = {}
@@ -202,11 +202,8 @@ class Endpoint:
         """Answer a request through its server transaction ``txn``."""
         t = self._server.get(txn)
         if t is None:
-            if txn in self._absorbers:
-                raise LocalProtocolError(
-                    f"a response is not allowed in the {Kind.NIST.value} transaction's "
-                    f"{State.COMPLETED.value} state: {txn} is answered")
-            raise LocalProtocolError(f"no server transaction {txn}: it ended or never existed")
+            self._answer_absorbed(txn, response)
+            return
         status = response.status
         if status < 200:
             inp = Input.TU_1XX
@@ -274,7 +271,10 @@ class Endpoint:
         """The state of a live transaction, for diagnostics and tests."""
         t = self._client.get(txn) or self._server.get(txn)
         if t is None:
-            return State.COMPLETED if txn in self._absorbers else None
+            held = self._absorbers.get(txn)
+            if held is None:
+                return None
+            return State.ACCEPTED if held[0] == "INVITE" else State.COMPLETED
         return t.state
 
     def uses(self, peer: Peer) -> bool:
@@ -466,8 +466,24 @@ class Endpoint:
         txn.deadlines.clear()
         self._finished(txn)
         dest = txn.dest
-        self._absorbers[txn.key] = (txn.method, txn.wire, dest.host, dest.port)
-        self._absorber_ends.append((until, txn.key))
+        self._absorbers[txn.key] = (txn.method, txn.wire, dest.transport, dest.host, dest.port)
+        heapq.heappush(self._absorber_ends, (until, txn.key))
+
+    def _answer_absorbed(self, txn: str, response: Response) -> None:
+        held = self._absorbers.get(txn)
+        if held is None:
+            raise LocalProtocolError(f"no server transaction {txn}: it ended or never existed")
+        method, _, transport, host, port = held
+        if method != "INVITE" or not 200 <= response.status < 300:
+            state = State.ACCEPTED if method == "INVITE" else State.COMPLETED
+            raise LocalProtocolError(
+                f"a {response.status} is not allowed in the server transaction's "
+                f"{state.value} state: {txn} is answered")
+        # RFC 6026 §7.1: Accepted takes another 2xx from the TU, the one repeated from
+        # now on.
+        wire = serialize(response)
+        self._absorbers[txn] = (method, wire, transport, host, port)
+        self._out.append((wire, Peer(transport, host, port)))
 
     def _absorbed(self, key: str, method: str) -> bool:
         """Whether the request is a repeat of one answered in Completed: then its
@@ -478,13 +494,13 @@ class Endpoint:
         if held[0] != method:
             raise RemoteProtocolError(400, "Via branch reused for another request")
         self.stats["retransmissions"] += 1
-        self._out.append((held[1], Peer("udp", held[2], held[3])))
+        self._out.append((held[1], Peer(held[2], held[3], held[4])))
         return True
 
     def _expire_absorbers(self, now: float) -> None:
         ends = self._absorber_ends
         while ends and ends[0][0] <= now:
-            del self._absorbers[ends.popleft()[1]]
+            del self._absorbers[heapq.heappop(ends)[1]]
 
     def _make_room(self) -> bool:
         """Whether a new server transaction fits: when the table is full, the oldest
@@ -495,7 +511,7 @@ class Endpoint:
             return True
         if not self._absorber_ends:
             return False
-        del self._absorbers[self._absorber_ends.popleft()[1]]
+        del self._absorbers[heapq.heappop(self._absorber_ends)[1]]
         self.stats["absorbers_evicted"] += 1
         return True
 

@@ -101,6 +101,9 @@ class Do(Enum):
     TIMEOUT = 12
     TIMEOUT_IF_UNACKED = 13
     TRANSPORT_FAILED = 14
+    # Only repeats of the last response are left to answer: the endpoint keeps that
+    # as a compact record and the transaction object goes (``Sink._absorb``).
+    ABSORB = 15
 
 
 S, In, D = State, Input, Do
@@ -176,8 +179,8 @@ IST: Table = {
     (S.ACCEPTED, In.REQUEST): (S.ACCEPTED, (D.RESEND,)),
     (S.ACCEPTED, In.TU_2XX): (S.ACCEPTED, (D.SEND,)),
     # RFC 6026 §7.1: an ACK in Accepted goes to the TU (the endpoint reports it).
-    (S.ACCEPTED, In.ACK): (S.ACCEPTED, (D.STOP_2XX,)),
-    (S.ACCEPTED, In.ACKED): (S.ACCEPTED, (D.STOP_2XX,)),
+    (S.ACCEPTED, In.ACK): (S.ACCEPTED, (D.STOP_2XX, D.ABSORB)),
+    (S.ACCEPTED, In.ACKED): (S.ACCEPTED, (D.STOP_2XX, D.ABSORB)),
     (S.ACCEPTED, In.TIMER_2XX): (S.ACCEPTED, (D.RETRANSMIT,)),
     (S.ACCEPTED, In.TIMER_L): (S.TERMINATED, (D.TIMEOUT_IF_UNACKED,)),
     **_fail(S.PROCEEDING, S.COMPLETED, S.CONFIRMED, S.ACCEPTED),
@@ -350,11 +353,9 @@ class Transaction:
         table = self.cfg._table
         if state is S.COMPLETED and self.kind is Kind.NIST and not reliable:
             # RFC 3261 §17.2.2: Completed only repeats the final response for Timer J
-            # (64*T1). The endpoint keeps that as a compact record and this object
-            # goes (``Sink._absorb``): a busy registrar holds hundreds of thousands.
-            until = table[(In.TIMER_J, False)]
-            assert until is not None
-            sink._absorb(self, now + until)
+            # (64*T1): a compact record does that (a busy registrar holds hundreds of
+            # thousands of them).
+            self._do(D.ABSORB, sink, now, None, None)
             return
         immediate: Input | None = None
         for timer in timers:
@@ -416,6 +417,15 @@ class Transaction:
                     sink._emit(TransactionTimeout(txn=self.key, request=self.request))
             case D.TRANSPORT_FAILED:
                 sink._emit(TransportError(txn=self.key, peer=self.peer))
+            case D.ABSORB:
+                # NIST Completed (Timer J) or IST Accepted once ACKed (Timer L, RFC
+                # 6026 §7.1): the rest of the state is resending one response.
+                if self.kind is Kind.NIST:
+                    left = self.cfg._table[(In.TIMER_J, self.dest.reliable)]
+                    if left:
+                        sink._absorb(self, now + left)
+                elif (until := self.deadlines.get(In.TIMER_L)) is not None:
+                    sink._absorb(self, until)
 
     def _deliver_2xx(self, msg: Response, sink: Sink) -> None:
         # RFC 6026 §7.2: every 2xx goes to the TU, which ACKs each (§13.2.2.4). A

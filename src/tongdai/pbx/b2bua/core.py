@@ -67,9 +67,12 @@ Input = Event | control.Control | transfer.TransferTo | FlowCommand
 # The longest a peer waits for a call's answer or end to become durable before it is
 # told anyway: far below the 32 s after which its transaction would give up.
 DURABLE_WAIT = 2.0
-# How long an ended call's dialogs stay known, so late BYE/ACK retransmissions still
-# match (64·T1 with T1 = 500 ms, RFC 3261 §17.1.1.2).
-LINGER = 32.0
+# How long an ended call's dialogs stay known: a BYE that crossed ours still gets its
+# 200 rather than 481 (either ends the peer's dialog, RFC 3261 §15.1.1). Repeats of
+# requests and responses need no call: the transaction layer answers them for 64·T1
+# (the last response again, the ACK of a repeated 2xx). Each ended call held here is
+# tens of objects for the garbage collector to walk, so a short while: 8·T1.
+LINGER = 4.0
 
 
 class Ids(Protocol):
