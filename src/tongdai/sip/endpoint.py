@@ -80,7 +80,9 @@ class Endpoint:
         self._invites: dict[tuple[str, int], Transaction] = {}  # our INVITEs, same key
         self._events: deque[SipEvent] = deque()
         self._out: list[tuple[bytes, Peer]] = []
-        self._heap: list[tuple[float, int, Transaction, Input]] = []
+        # (deadline, seq, transaction key, timer): by key, so that a stale entry does
+        # not keep an ended transaction (and its request) alive until it pops.
+        self._heap: list[tuple[float, int, str, Input]] = []
         self._seq = itertools.count()
 
     @property
@@ -130,9 +132,8 @@ class Endpoint:
         heap = self._heap
         first: float | None = None
         while heap:
-            deadline, _, txn, timer = heap[0]
-            if txn.deadlines.get(timer) == deadline:
-                first = deadline
+            if self._armed(heap[0]) is not None:
+                first = heap[0][0]
                 break
             heapq.heappop(heap)  # stale: stopped, re-armed or its transaction ended
         if self._absorber_ends:
@@ -146,11 +147,21 @@ class Endpoint:
             self._expire_absorbers(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
-            deadline, _, txn, timer = heapq.heappop(heap)
-            if txn.deadlines.get(timer) != deadline:
+            entry = heapq.heappop(heap)
+            txn = self._armed(entry)
+            if txn is None:
                 continue
+            timer = entry[3]
             del txn.deadlines[timer]
             txn.step(timer, self, now)
+
+    def _armed(self, entry: tuple[float, int, str, Input]) -> Transaction | None:
+        """The live transaction a timer entry is still armed for, else None (stale)."""
+        deadline, _, key, timer = entry
+        txn = self._client.get(key) or self._server.get(key)
+        if txn is None or txn.deadlines.get(timer) != deadline:
+            return None
+        return txn
 
     def transport_failed(self, peer: Peer, now: float) -> None:
         """The shell could not send to ``peer``: end every transaction using it (§17.1.4)."""
@@ -454,10 +465,10 @@ class Endpoint:
 
     def _arm(self, txn: Transaction, timer: Input, deadline: float) -> None:
         heap = self._heap
-        heapq.heappush(heap, (deadline, next(self._seq), txn, timer))
-        if len(heap) > 4096 and len(heap) > 8 * self.live_transactions:
+        heapq.heappush(heap, (deadline, next(self._seq), txn.key, timer))
+        if len(heap) > 4096 and len(heap) > 8 * (len(self._client) + len(self._server)):
             # Lazy deletion leaves stale entries; drop them once they dominate.
-            self._heap = [e for e in heap if e[2].deadlines.get(e[3]) == e[0]]
+            self._heap = [e for e in heap if self._armed(e) is not None]
             heapq.heapify(self._heap)
 
     def _absorb(self, txn: Transaction, until: float) -> None:
