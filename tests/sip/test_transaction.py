@@ -12,7 +12,7 @@ from tongdai.sip.events import (
     StrayResponse,
     TransactionTimeout,
 )
-from tongdai.sip.message import Request, Response
+from tongdai.sip.message import Request, Response, serialize
 from tongdai.sip.transaction import ICT, IST, NICT, NIST, State, TimerConfig
 
 NEVER = lambda direction, data: True  # noqa: E731 — the peer does not exist
@@ -293,6 +293,38 @@ def test_2xx_repeats_reach_a_tu_that_has_not_acked_and_no_ack_times_out() -> Non
     assert all(e.retransmission for e in repeats)
     (timeout,) = net.take("b", TransactionTimeout)  # §13.3.1.4: the TU should BYE
     assert timeout.request.method == "INVITE"
+
+
+def test_after_the_ack_a_2xx_from_another_fork_still_reaches_the_tu() -> None:
+    """Once our INVITE's 2xx is ACKed, Accepted lives on as a record: the same 2xx
+    gets the same ACK; a 2xx with another To tag (a forking proxy's second answer)
+    goes to the TU once as new, then as a repeat, until Timer M (RFC 6026 §7.2)."""
+    net = Net()
+    key, _, req, ok = _answered_invite(net)
+    net.take("a", ResponseReceived)
+    ack = Request(method="ACK", uri="sip:bob@192.0.2.2:5060", headers=req.headers.copy())
+    ack.headers.remove("via")
+    ack.headers.set("cseq", "1 ACK")
+    ack.headers.set("to", ok.headers.get("to") or "")
+    net.a.send_stateless(ack, net.pb)
+    net.flush()
+    assert net.a.transaction_state(key) is State.ACCEPTED
+    acks = len(net.sent("a>b", "ACK"))
+
+    net.a.receive(serialize(ok), net.pb, 1.0)  # the same 2xx again
+    net.flush()
+    assert len(net.sent("a>b", "ACK")) == acks + 1 and net.take("a", ResponseReceived) == []
+    fork = answer(req, 200, tag="to-c")
+    for repeat in (False, True):
+        net.a.receive(serialize(fork), net.pb, 2.0)
+        net.flush()
+        (ev,) = net.take("a", ResponseReceived)
+        assert ev.txn == key and ev.response.to_tag == "to-c" and ev.retransmission is repeat
+    net.a.receive(serialize(answer(req, 180, tag="to-d")), net.pb, 3.0)  # ignored
+    net.flush()
+    assert net.take("a", ResponseReceived) == [] and net.a.stats["stray_responses"] == 0
+    net.advance(32.0)
+    assert net.a.transaction_state(key) is None and net.a.live_transactions == 0
 
 
 def test_2xx_after_timer_m_is_a_stray_response() -> None:

@@ -23,6 +23,7 @@ from tongdai.sip.errors import LocalProtocolError, RemoteProtocolError
 from tongdai.sip.events import (
     CancelReceived,
     RequestReceived,
+    ResponseReceived,
     SipEvent,
     StrayResponse,
     TransportError,
@@ -38,6 +39,7 @@ from tongdai.sip.message import (
 )
 from tongdai.sip.parser import parse_message
 from tongdai.sip.peer import Peer, stamp_via
+from tongdai.sip.records import Records
 from tongdai.sip.transaction import Input, Kind, State, TimerConfig, Transaction
 
 MAGIC_COOKIE = ids.MAGIC_COOKIE
@@ -67,13 +69,13 @@ class Endpoint:
         self.stats: dict[str, int] = dict.fromkeys(STATS, 0)
         self._client: dict[str, Transaction] = {}
         self._server: dict[str, Transaction] = {}
-        # Server transactions left only to resend their last response (a non-INVITE
-        # over UDP in Completed, RFC 3261 §17.2.2; an INVITE answered 2xx and ACKed,
-        # RFC 6026 §7.1), by key: (method, the response, where it goes). Their ends
-        # (Timer J or L) in a heap: the soonest to end is also the first a full table
-        # lets go (``_make_room``). Nothing in either for the garbage collector to walk.
-        self._absorbers: dict[str, tuple[str, bytes, str, str, int]] = {}
-        self._absorber_ends: list[tuple[float, str]] = []
+        # Server transactions left only to resend their last response (``records``):
+        # (method, the response, its transport, host and port).
+        self._answered: Records[tuple[str, bytes, str, str, int]] = Records()
+        # INVITE client transactions over UDP whose 2xx the TU has ACKed, left only to
+        # repeat that ACK for Timer M (RFC 6026 §7.2): (host, port, ACK by To tag, the
+        # To tags delivered to the TU).
+        self._acked: Records[tuple[str, int, dict[str, bytes], tuple[str, ...]]] = Records()
         # INVITE transactions answered 2xx, by (Call-ID, CSeq number): the ACK for a 2xx
         # has its own branch, so it is matched like a dialog would (§13.3.1.4).
         self._awaiting_ack: dict[tuple[str, int], Transaction] = {}
@@ -136,15 +138,18 @@ class Endpoint:
                 first = heap[0][0]
                 break
             heapq.heappop(heap)  # stale: stopped, re-armed or its transaction ended
-        if self._absorber_ends:
-            until = self._absorber_ends[0][0]
-            if first is None or until < first:
-                return until
+        for records in (self._answered, self._acked):
+            if records:
+                until = records.next_end()
+                if until is not None and (first is None or until < first):
+                    first = until
         return first
 
     def handle_timer(self, now: float) -> None:
-        if self._absorber_ends:
-            self._expire_absorbers(now)
+        if self._answered:
+            self._answered.expire(now)
+        if self._acked:
+            self._acked.expire(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
             entry = heapq.heappop(heap)
@@ -250,6 +255,7 @@ class Endpoint:
                 if ict.acks is None:
                     ict.acks = {}
                 ict.acks[tag] = wire
+                self._retire_acked(ict)
 
     def cancel(self, invite_txn: str, now: float) -> str | None:
         """Cancel our INVITE (RFC 3261 §9.1); returns the CANCEL's transaction key.
@@ -281,12 +287,12 @@ class Endpoint:
     def transaction_state(self, txn: str) -> State | None:
         """The state of a live transaction, for diagnostics and tests."""
         t = self._client.get(txn) or self._server.get(txn)
-        if t is None:
-            held = self._absorbers.get(txn)
-            if held is None:
-                return None
+        if t is not None:
+            return t.state
+        held = self._answered.get(txn)
+        if held is not None:
             return State.ACCEPTED if held[0] == "INVITE" else State.COMPLETED
-        return t.state
+        return State.ACCEPTED if txn in self._acked else None
 
     def uses(self, peer: Peer) -> bool:
         """Whether a live transaction sends to or came from ``peer`` (a connection the
@@ -300,7 +306,7 @@ class Endpoint:
     @property
     def live_transactions(self) -> int:
         """How many client and server transactions are alive."""
-        return len(self._client) + len(self._server) + len(self._absorbers)
+        return len(self._client) + len(self._server) + len(self._answered) + len(self._acked)
 
     # Receiving ---------------------------------------------------------------
 
@@ -331,7 +337,7 @@ class Endpoint:
             self.stats["retransmissions"] += 1
             txn.step(Input.REQUEST, self, now)
             return
-        if self._absorbers and self._absorbed(key, method):
+        if self._answered and self._absorbed(key, method):
             return
         if not self._make_room():
             self.stats["overloaded"] += 1
@@ -373,7 +379,7 @@ class Endpoint:
             self.stats["retransmissions"] += 1
             own.step(Input.REQUEST, self, now)
             return
-        if self._absorbers and self._absorbed(f"{key}|CANCEL", "CANCEL"):
+        if self._answered and self._absorbed(f"{key}|CANCEL", "CANCEL"):
             return
         if not self._make_room():
             self.stats["overloaded"] += 1
@@ -402,6 +408,9 @@ class Endpoint:
         key = f"c|{branch}|CANCEL" if method == "CANCEL" else f"c|{branch}"
         txn = self._client.get(key)
         status = resp.status
+        if txn is None and method == "INVITE" and key in self._acked:
+            self._on_acked_response(key, resp)
+            return
         if txn is None or txn.method != method or not 100 <= status <= 699:
             self.stats["stray_responses"] += 1
             self._events.append(StrayResponse(response=resp, peer=peer))
@@ -477,11 +486,40 @@ class Endpoint:
         txn.deadlines.clear()
         self._finished(txn)
         dest = txn.dest
-        self._absorbers[txn.key] = (txn.method, txn.wire, dest.transport, dest.host, dest.port)
-        heapq.heappush(self._absorber_ends, (until, txn.key))
+        self._answered.add(txn.key, (txn.method, txn.wire, dest.transport, dest.host,
+                                     dest.port), until)
+
+    def _retire_acked(self, ict: Transaction) -> None:
+        """Our INVITE's 2xx is ACKed: over UDP, what is left of Accepted is a record."""
+        until = ict.deadlines.get(Input.TIMER_M)
+        if until is None or ict.peer.reliable or not ict.acks:
+            return
+        ict.state = State.TERMINATED
+        ict.deadlines.clear()
+        self._finished(ict)
+        peer = ict.peer
+        self._acked.add(ict.key, (peer.host, peer.port, dict(ict.acks),
+                                  tuple(ict.delivered or ())), until)
+
+    def _on_acked_response(self, key: str, resp: Response) -> None:
+        """A response to our INVITE after its 2xx was ACKed (RFC 6026 §7.2): a repeated
+        2xx gets its ACK again; a 2xx from another To tag goes to the TU (which ACKs
+        and ends that dialog); anything else is ignored, as in Accepted."""
+        if not 200 <= resp.status < 300:
+            return
+        host, port, acks, delivered = self._acked[key]
+        tag = resp.to_tag
+        ack = acks.get(tag) if tag is not None else None
+        if ack is not None:
+            self._out.append((ack, Peer("udp", host, port)))
+            return
+        again = tag in delivered
+        if not again and tag is not None:
+            self._acked[key] = (host, port, acks, (*delivered, tag))
+        self._events.append(ResponseReceived(response=resp, txn=key, retransmission=again))
 
     def _answer_absorbed(self, txn: str, response: Response) -> None:
-        held = self._absorbers.get(txn)
+        held = self._answered.get(txn)
         if held is None:
             raise LocalProtocolError(f"no server transaction {txn}: it ended or never existed")
         method, _, transport, host, port = held
@@ -493,13 +531,13 @@ class Endpoint:
         # RFC 6026 §7.1: Accepted takes another 2xx from the TU, the one repeated from
         # now on.
         wire = serialize(response)
-        self._absorbers[txn] = (method, wire, transport, host, port)
+        self._answered[txn] = (method, wire, transport, host, port)
         self._out.append((wire, Peer(transport, host, port)))
 
     def _absorbed(self, key: str, method: str) -> bool:
         """Whether the request is a repeat of one answered in Completed: then its
         response is sent again (RFC 3261 §17.2.2)."""
-        held = self._absorbers.get(key)
+        held = self._answered.get(key)
         if held is None:
             return False
         if held[0] != method:
@@ -508,21 +546,15 @@ class Endpoint:
         self._out.append((held[1], Peer(held[2], held[3], held[4])))
         return True
 
-    def _expire_absorbers(self, now: float) -> None:
-        ends = self._absorber_ends
-        while ends and ends[0][0] <= now:
-            del self._absorbers[heapq.heappop(ends)[1]]
-
     def _make_room(self) -> bool:
         """Whether a new server transaction fits: when the table is full, the oldest
         record of a Completed one goes to make room (a request repeated for it later is
         handled as new, as after Timer J). False when every transaction has work left:
         the caller refuses the request with 503."""
-        if len(self._server) + len(self._absorbers) < self.max_server_transactions:
+        if len(self._server) + len(self._answered) < self.max_server_transactions:
             return True
-        if not self._absorber_ends:
+        if not self._answered.drop_soonest():
             return False
-        del self._absorbers[heapq.heappop(self._absorber_ends)[1]]
         self.stats["absorbers_evicted"] += 1
         return True
 
