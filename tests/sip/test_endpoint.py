@@ -247,18 +247,18 @@ def test_a_full_table_forgets_its_oldest_answered_transaction_before_refusing() 
 
     ep.receive(_raw("OPTIONS", "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKnew"), UAC, 3.0)
     assert len(_drain(ep)) == 1 and ep.live_transactions == 3
-    assert ep.stats["absorbers_evicted"] == 1 and ep.stats["overloaded"] == 0
+    assert ep.stats["records_evicted"] == 1 and ep.stats["overloaded"] == 0
     assert ep.datagrams_to_send() == []  # no 503
     # a0 was forgotten: its repeat is a new request; a1 still absorbs its own
     ep.receive(_raw("OPTIONS", "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKa1"), UAC, 4.0)
     assert _drain(ep) == []
     ((resent, _),) = _sent(ep)
     assert isinstance(resent, Response) and resent.status == 200
-    assert ep.stats["absorbers_evicted"] == 1
+    assert ep.stats["records_evicted"] == 1
     ep.receive(_raw("OPTIONS", "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKa0"), UAC, 5.0)
     (again,) = _drain(ep)
     assert isinstance(again, RequestReceived)
-    assert ep.stats["absorbers_evicted"] == 2 and ep.live_transactions == 3
+    assert ep.stats["records_evicted"] == 2 and ep.live_transactions == 3
     # Three open transactions and nothing answered: the next one gets 503
     ep.receive(_raw("OPTIONS", "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKfull"), UAC, 6.0)
     assert _drain(ep) == []

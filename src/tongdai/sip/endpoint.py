@@ -48,7 +48,7 @@ MAX_FORWARDS = 70
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 STATS = (
     "requests", "responses", "retransmissions", "malformed_answered", "malformed_dropped",
-    "stray_responses", "overloaded", "absorbers_evicted", "internal_errors",
+    "stray_responses", "overloaded", "records_evicted", "internal_errors",
 )
 
 
@@ -547,15 +547,15 @@ class Endpoint:
         return True
 
     def _make_room(self) -> bool:
-        """Whether a new server transaction fits: when the table is full, the oldest
-        record of a Completed one goes to make room (a request repeated for it later is
-        handled as new, as after Timer J). False when every transaction has work left:
-        the caller refuses the request with 503."""
+        """Whether a new server transaction fits: when the table is full, the answered
+        record nearest its end goes to make room (a request repeated for it later is
+        handled as new, as after its timer). False when every transaction has work
+        left: the caller refuses the request with 503."""
         if len(self._server) + len(self._answered) < self.max_server_transactions:
             return True
         if not self._answered.drop_soonest():
             return False
-        self.stats["absorbers_evicted"] += 1
+        self.stats["records_evicted"] += 1
         return True
 
     def _finished(self, txn: Transaction) -> None:
