@@ -114,3 +114,31 @@ def test_a_request_in_no_dialog_gets_481() -> None:
     sc.wire.run(1)
     assert sc.wire.sent(PBX_HOST, "192.0.2.1", "SIP/2.0 481")
     assert sc.node.core.calls["c1"].state is CallState.ANSWERED
+
+
+def test_a_bye_that_crosses_the_end_gets_200_and_the_call_is_forgotten_at_once() -> None:
+    """Once its CDR is stored the call is gone from memory; its dialogs' keys alone stay
+    known for a while, so the far end's own BYE (sent as ours went) gets 200, and a
+    BYE in that dialog long after gets 481."""
+    sc = call_scene()
+    sc.alice.call("102")
+    sc.wire.run(5)
+    sc.alice.bye()
+    sc.wire.run(2)
+    [cdr] = sc.node.cdrs
+    assert cdr.hangup_by == "caller"
+    assert "c1" not in sc.node.core.calls and not sc.node.core.dialogs
+    assert len(sc.node.core.ended) == 2  # both legs' dialogs
+
+    def answers_to_bobs_byes() -> list[bytes]:
+        return [m.split(b" ", 2)[1] for m in sc.wire.sent(PBX_HOST, "192.0.2.2", "SIP/2.0")
+                if b"\r\nCSeq: " in m and b" BYE\r\n" in m]
+
+    sc.bob.bye()  # bob's BYE, crossing ours
+    sc.wire.run(1)
+    assert answers_to_bobs_byes() == [b"200"]
+    assert len(sc.node.cdrs) == 1  # nothing new happens to the call
+    sc.wire.run(40)  # past the linger
+    sc.bob.bye()
+    sc.wire.run(1)
+    assert answers_to_bobs_byes() == [b"200", b"481"]

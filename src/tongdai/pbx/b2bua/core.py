@@ -37,6 +37,7 @@ from tongdai.pbx.b2bua.actions import (
     SetTimer,
     StartMedia,
 )
+from tongdai.pbx.b2bua.ended import DialogKey, EndedDialogs
 from tongdai.pbx.b2bua.events import (
     ClickToCall,
     ClientResponse,
@@ -60,19 +61,16 @@ from tongdai.sip.dialog import Dialog
 from tongdai.sip.events import CancelReceived, RequestReceived, StrayResponse
 from tongdai.sip.message import Request, Response
 
-DialogKey = tuple[str, str, str]
 # What the core is told: SIP and the driver's results, and commands on live calls.
 Input = Event | control.Control | transfer.TransferTo | FlowCommand
 
 # The longest a peer waits for a call's answer or end to become durable before it is
 # told anyway: far below the 32 s after which its transaction would give up.
 DURABLE_WAIT = 2.0
-# How long an ended call's dialogs stay known: a BYE that crossed ours still gets its
-# 200 rather than 481 (either ends the peer's dialog, RFC 3261 §15.1.1). Repeats of
-# requests and responses need no call: the transaction layer answers them for 64·T1
-# (the last response again, the ACK of a repeated 2xx). Each ended call held here is
-# tens of objects for the garbage collector to walk, so a short while: 8·T1.
-LINGER = 4.0
+# How long an ended call's dialogs stay known (``ended``): a BYE that crossed ours
+# still gets its 200 rather than 481. Repeats of requests and responses need no call:
+# the transaction layer answers them for 64·T1.
+LINGER = 32.0
 
 
 class Ids(Protocol):
@@ -124,6 +122,7 @@ class B2bua:
         self.server: dict[str, tuple[Call, Leg]] = {}  # INVITE server txn → leg a
         self.client: dict[str, Client] = {}  # our ref → what it belongs to
         self.dialogs: dict[DialogKey, tuple[Call, Leg]] = {}
+        self.ended = EndedDialogs(limits.linger)  # dialogs of calls just over
         self.now = 0.0
         self._out: list[Action] = []
 
@@ -346,6 +345,20 @@ class B2bua:
         data = call.with_correlation(dict(data)) if data is not None else call.event_data()
         self.emit(Publish(kind=kind, app_id=call.app_id, sip_users=call.devices, ts=self.now,
                           data=data))
+
+    def retire(self, call: Call) -> None:
+        """The call is over and reported: forget it, keeping only its dialogs' keys
+        for a while (``ended``). A leg whose INVITE is still unanswered may yet answer
+        (a 200 crossing our CANCEL), and that answer needs the call to be ACKed and
+        hung up: such a call stays whole for the linger."""
+        legs = (*call.legs(), *call.gone)
+        if any(leg.txn is not None and leg.txn in self.client for leg in legs):
+            self.set_timer(call, "forget", self.limits.linger)
+            return
+        for leg in legs:
+            if leg.dialog is not None:
+                self.ended.add(leg.dialog.id, self.now)
+        self.forget(call)
 
     def forget(self, call: Call) -> None:
         self.calls.pop(call.call_id, None)

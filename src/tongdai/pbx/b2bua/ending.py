@@ -164,8 +164,7 @@ def _maybe_done(b: B2bua, call: Call) -> None:
         "hangup_by": call.hangup_by, "started_at": call.started_at,
         "answered_at": call.answered_at, "ended_at": call.ended_at,
     })
-    # Keep dialogs a little longer so late BYE/ACK retransmissions are matched.
-    b.set_timer(call, "forget", b.limits.linger)
+    b.retire(call)
 
 
 def on_unacked(b: B2bua, txn: str) -> None:

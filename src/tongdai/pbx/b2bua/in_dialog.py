@@ -22,10 +22,13 @@ RELAYED = frozenset({"INVITE", "UPDATE", "INFO"})
 
 def on_request(b: B2bua, req: Request, peer: Peer, txn: str | None) -> None:
     """A request in one of our dialogs (a new INVITE goes to the driver's routing)."""
-    found = b.dialogs.get((req.call_id, req.to_tag, req.from_tag))
+    key = (req.call_id, req.to_tag, req.from_tag)
+    found = b.dialogs.get(key)
     if found is None:
         if txn is not None:
-            b.emit(Respond(txn=txn, response=make_response(req, 481)))
+            # A BYE that crossed ours: the call is over and durable, say so.
+            over = req.method == "BYE" and b.ended.known(key, b.now)
+            b.emit(Respond(txn=txn, response=make_response(req, 200 if over else 481)))
         return
     call, leg = found
     if leg.dialog is not None and req.method != "ACK" and not leg.dialog.receive_request(req):
