@@ -2,6 +2,7 @@
 concurrent writers on one SQLite file."""
 
 import asyncio
+import gc
 from pathlib import Path
 
 import asyncpg
@@ -15,7 +16,7 @@ from sqlalchemy.engine import Connection, make_url
 from tests.store.support import STORE_KEY
 
 from tongdai.pbx.credentials import digest_keys
-from tongdai.store.engine import alembic_config
+from tongdai.store.engine import StoreClosedError, alembic_config
 from tongdai.store.errors import SchemaAhead
 from tongdai.store.models import Base
 from tongdai.store.sql import open_store
@@ -158,3 +159,27 @@ async def test_connections_postgresql_closed_are_replaced_unnoticed(db_url: str)
         assert again.app_id in {a.app_id for a in await store.list_apps()}
     finally:
         await store.close()
+
+
+async def test_close_waits_for_a_query_running_and_opens_nothing_after(db_url: str) -> None:
+    """Closing the store while a task still reads lets that read finish and its
+    connection come back before the pool goes: a connection left out then would be
+    dropped unclosed. Once closed, nothing opens a connection again."""
+    store = await open_store(db_url, key=STORE_KEY)
+    engine = store._engine  # the store's own engine, as its readers use it
+    released = asyncio.Event()
+
+    async def long_read() -> None:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+            await asyncio.sleep(0.3)  # a query still running as the store closes
+        released.set()
+
+    reader = asyncio.create_task(long_read())
+    await asyncio.sleep(0.05)
+    await store.close()
+    assert released.is_set()  # close waited for it
+    await reader
+    with pytest.raises(StoreClosedError):
+        await store.ping()
+    gc.collect()  # an unclosed connection would warn here (an error in this suite)

@@ -190,6 +190,14 @@ def rowcount(result: Result[Any]) -> int:
     return cast("CursorResult[Any]", result).rowcount
 
 
+# How long ``close`` waits for connections in use to come back (a query running).
+CLOSE_WAIT = 5.0
+
+
+class StoreClosedError(RuntimeError):
+    """The store was closed: it opens no connection any more."""
+
+
 class Database:
     """Sessions on one engine: ``_read()`` and ``_write()`` are transactions that
     commit when the block ends (and roll back on an exception)."""
@@ -212,6 +220,13 @@ class Database:
         # checkout from the pool and its reset on return cost more than a small write.
         self._file_conn: Connection | None = None
         self._file_thread: ThreadPoolExecutor | None = None
+        event.listen(engine.sync_engine, "do_connect", self._refuse_once_closed)
+        # Connections in use: ``close`` lets them come back before it disposes the pool
+        # (a connection still out then would be dropped unclosed by a pool nobody owns).
+        self._in_use = 0
+        self._none_in_use: asyncio.Event | None = None  # set up by ``close``
+        event.listen(engine.sync_engine, "checkout", self._checked_out)
+        event.listen(engine.sync_engine, "checkin", self._checked_in)
         if self._serial:
             self._file = _sqlite_file_engine(engine.url)
             if self._file is not None:
@@ -225,8 +240,26 @@ class Database:
     # closed store says so itself (``/readyz``).
     closed = False
 
+    def _refuse_once_closed(self, *_: object) -> None:
+        """No new connection once closed: a task still reading (a poll, a probe) would
+        otherwise open one that nothing closes any more."""
+        if self.closed:
+            raise StoreClosedError("the store is closed")
+
+    def _checked_out(self, *_: object) -> None:
+        self._in_use += 1
+
+    def _checked_in(self, *_: object) -> None:
+        self._in_use -= 1
+        if self._in_use == 0 and self._none_in_use is not None:
+            self._none_in_use.set()
+
     async def close(self) -> None:
         self.closed = True
+        if self._in_use > 0:
+            self._none_in_use = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._none_in_use.wait(), CLOSE_WAIT)
         await self._engine.dispose()
         # A second close (a test's, say, after the server's own) finds the thread gone.
         thread, self._file_thread = self._file_thread, None
