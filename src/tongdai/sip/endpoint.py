@@ -480,11 +480,15 @@ class Endpoint:
             self._heap = [e for e in heap if self._armed(e) is not None]
             heapq.heapify(self._heap)
 
-    def _absorb(self, txn: Transaction, until: float) -> None:
-        # The transaction object ends here; its Completed state goes on as a record.
+    def _let_go(self, txn: Transaction) -> None:
+        """The transaction object ends here; what is left of its state goes on as a
+        record (``records``)."""
         txn.state = State.TERMINATED
         txn.deadlines.clear()
         self._finished(txn)
+
+    def _absorb(self, txn: Transaction, until: float) -> None:
+        self._let_go(txn)
         dest = txn.dest
         self._answered.add(txn.key, (txn.method, txn.wire, dest.transport, dest.host,
                                      dest.port), until)
@@ -494,9 +498,7 @@ class Endpoint:
         until = ict.deadlines.get(Input.TIMER_M)
         if until is None or ict.peer.reliable or not ict.acks:
             return
-        ict.state = State.TERMINATED
-        ict.deadlines.clear()
-        self._finished(ict)
+        self._let_go(ict)
         peer = ict.peer
         self._acked.add(ict.key, (peer.host, peer.port, dict(ict.acks),
                                   tuple(ict.delivered or ())), until)
